@@ -1,0 +1,42 @@
+# convlab: `make demo` sets up and runs the main job, `make test` sets up and runs the tests.
+# Both create or reuse .venv. torch is pinned to 2.13.0 (CPU wheel) when it is not importable,
+# because an unpinned torch pulls a multi-GB CUDA build.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.convlab-installed
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup data demo tour test test-all bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Fashion-MNIST: Debian's package where apt is at hand (as root), else convlab downloads it.
+data: $(STAMP)
+	@if [ -d $(FMNIST) ]; then echo "fashion-mnist: $(FMNIST)"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) \
+	  && echo "fashion-mnist: installed $(FMNIST)" || $(VENV)/bin/convlab data fetch fashion-mnist; \
+	else $(VENV)/bin/convlab data fetch fashion-mnist; fi
+
+demo: $(STAMP)
+	$(VENV)/bin/convlab chain --in 28 k3s2p1 x5
+	$(VENV)/bin/convlab size conv --in 7 --kernel 2 --stride 2
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+test-all: $(STAMP) data
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis src/*.egg-info

@@ -1,0 +1,28 @@
+"""The errors convlab raises on bad input.
+
+Every message names what was wrong, the numbers involved, and a fix. The command line prints the
+message on one line (plus the detail lines that follow it) and exits 2; library users catch
+``ConvlabError`` or one of its subclasses.
+"""
+
+from __future__ import annotations
+
+
+class ConvlabError(Exception):
+    """Base class of every error convlab raises because of what the user gave it."""
+
+
+class ShapeError(ConvlabError, ValueError):
+    """A size, kernel, stride or layer that does not fit the tensor it is applied to."""
+
+
+class SpecError(ConvlabError, ValueError):
+    """A model spec that cannot be parsed: the position, the bad token and close matches."""
+
+
+class DataError(ConvlabError):
+    """A dataset that cannot be found, read or trusted."""
+
+
+class UsageError(ConvlabError, ValueError):
+    """A bad option value or combination (the command line exits 2)."""
