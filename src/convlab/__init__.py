@@ -26,6 +26,8 @@ _LAZY = {
     "scratch": "convlab.scratch",
 }
 
+_MODULES = {"scratch"}
+
 __all__ = [
     "ConvlabError", "DataError", "ShapeError", "SpecError", "UsageError", "conv_out", "pool_out",
     "conv_transpose_out", "explain_conv", "explain_pool", "explain_conv_transpose", "explain_chain",
@@ -36,7 +38,7 @@ __all__ = [
 def __getattr__(name: str):
     if name in _LAZY:
         module = importlib.import_module(_LAZY[name])
-        value = module if name == module.__name__.rsplit(".", 1)[-1] else getattr(module, name)
+        value = module if name in _MODULES else getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'convlab' has no attribute {name!r}")

@@ -1,0 +1,121 @@
+"""The spec language: a CNN in one line.
+
+Grammar::
+
+    spec   := item ( ('->' | '→' | ',' | whitespace) item )*
+    item   := atom ( ('x' | '×') INT )?              repeat the atom INT times
+    atom   := layer | '(' spec ')' | '[' spec ']'    ( ) groups for repeating; [ ] is a named stage
+    layer  := NAME ( '(' args ')' )? ( '[' spec ']' )?     the trailing [..] is a block's body
+    args   := arg (',' arg)* ;  arg := value | NAME '=' value ;  value := INT | FLOAT | NAME | INTxINT
+
+Vocabulary (positional order as written; keywords always allowed):
+
+    ==============================================  =================================================
+    input(C, H, W)                                  the input shape (optional; else given to build)
+    conv(out, k, s=1, p=0, d=1, groups=1, bias=true)  Conv2d; k/s/p/d may be 3x5; p may be same/valid
+    dwconv(k, s=1, p=0, mult=1, d=1, bias=true)     depthwise Conv2d (groups = in channels)
+    sepconv(out, k, s=1, p=0, dw_bias=false, bias=true)  Keras SeparableConv2D: depthwise + pointwise
+    bn                                              BatchNorm2d (BatchNorm1d after flatten)
+    relu sigmoid tanh gelu silu relu6               activations
+    maxpool(k, s=k, p=0, ceil=false)                MaxPool2d
+    avgpool(k, s=k, p=0, ceil=false)                AvgPool2d
+    gap                                             global average pool to C×1×1
+    flatten                                         C×H×W → C·H·W features
+    fc(out, bias=true, in=auto)   (alias linear)    Linear; in_features comes from the shape
+    dropout(p=0.5)                                  Dropout
+    res(out, s=1, shortcut=B)                       basic residual block (A: zero-pad, B: 1x1 conv+bn)
+    bottleneck(mid, s=1)                            bottleneck block, out = 4·mid
+    residual[ body ] / residual(proj)[ body ]       adds the input (or its 1x1 projection) to body
+    ==============================================  =================================================
+
+Example, seed 004's CIFAR net::
+
+    conv(16,3,p=1) relu maxpool(2) conv(32,3,p=1) relu maxpool(2) flatten fc(128) relu fc(10)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+from ..errors import SpecError
+from .layers import (ACTIVATIONS, BN, FC, GAP, KINDS, VOCABULARY, Act, AvgPool, Bottleneck, Conv, DWConv, Dropout,
+                     Flatten, Input, Layer, MaxPool, Res, Residual, SepConv, Stage)
+from .parser import parse_structure, parse_text, signature
+from .text import to_text
+
+__all__ = ["Spec", "parse", "Layer", "Input", "Conv", "DWConv", "SepConv", "BN", "Act", "MaxPool", "AvgPool",
+           "GAP", "Flatten", "FC", "Dropout", "Res", "Bottleneck", "Residual", "Stage", "KINDS", "ACTIVATIONS",
+           "VOCABULARY", "signature"]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A parsed model: its layers and, when the spec names one, the input shape (C, H, W)."""
+
+    layers: tuple[Layer, ...]
+    input_shape: tuple[int, int, int] | None = None
+
+    def to_text(self) -> str:
+        head = f"input({','.join(map(str, self.input_shape))}) " if self.input_shape else ""
+        return head + to_text(self.layers)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+SPEC_SUFFIXES = (".yaml", ".yml", ".json", ".spec", ".txt")
+
+
+def _from_layers(layers: list[Layer]) -> Spec:
+    shape = None
+    inputs = [i for i, layer in enumerate(layers) if isinstance(layer, Input)]
+    if inputs:
+        if inputs != [0]:
+            layer = layers[inputs[-1] if inputs[0] == 0 else inputs[0]]
+            where = f" (line {layer.src.line}, column {layer.src.col}){layer.src.caret()}" if layer.src else ""
+            raise SpecError("input(C,H,W) may appear once, as the first layer" + where)
+        first = layers.pop(0)
+        shape = (first.c, first.h, first.w)
+    if not layers:
+        raise SpecError("the spec has no layers after input(...)")
+    return Spec(tuple(layers), shape)
+
+
+def parse(spec: Union[str, Path, Spec, list, dict]) -> Spec:
+    """Parse a spec: one line of text, a path to a .yaml/.json/.spec file, or the YAML structure.
+
+    >>> parse("conv(16,3,p=1) relu maxpool(2)").to_text()
+    'conv(16,3,p=1) relu maxpool(2)'
+    """
+    if isinstance(spec, Spec):
+        return spec
+    if isinstance(spec, (list, dict)):
+        return _from_layers(parse_structure(spec))
+    path = Path(spec) if isinstance(spec, Path) or (isinstance(spec, str) and str(spec).endswith(SPEC_SUFFIXES)) else None
+    if path is not None:
+        if not path.is_file():
+            raise SpecError(f"spec file {str(path)!r} does not exist")
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml", ".json"):
+            return _from_layers(parse_structure(_load_structured(text, path), path.name))
+        return _from_layers(parse_text(text))
+    if not isinstance(spec, str):
+        raise SpecError(f"a spec is text, a path or a list of layers, got {type(spec).__name__}")
+    return _from_layers(parse_text(spec))
+
+
+def _load_structured(text: str, path: Path) -> Any:
+    if path.suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SpecError(f"{path.name}: not valid JSON: {e}") from None
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SpecError(f"{path.name}: not valid YAML: {e}") from None
