@@ -333,6 +333,8 @@ class _Parser:
                     positional.append(self.value())
                 if self.tok.text == ",":
                     self.next()
+                elif self.tok.kind == "end":
+                    raise self.ctx.error(f"'(' opened at column {opened.col} is never closed", opened)
                 elif self.tok.text != ")":
                     raise self.ctx.error(f"expected ',' or ')' in the arguments of {name.text}, found "
                                          f"'{self.tok.text or 'the end'}'", self.tok)

@@ -1,0 +1,352 @@
+"""Spec language and builder: grammar rows, round trips, errors, and PyTorch as the oracle."""
+
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+from hypothesis import assume, given, strategies as st
+
+import convlab
+from convlab import build, parse
+from convlab.errors import ConvlabError, ShapeError, SpecError
+from convlab.plan import plan
+from convlab.spec import (BN, FC, GAP, Act, AvgPool, Bottleneck, Conv, Dropout, DWConv, Flatten, MaxPool, Res,
+                          Residual, SepConv, Stage)
+
+SEED_004 = "conv(16,3,p=1) relu maxpool(2) conv(32,3,p=1) relu maxpool(2) flatten fc(128) relu fc(10)"
+
+
+def nparams(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+# ---------------------------------------------------------------- grammar table, one test per row
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("conv(16,3)", Conv(16, 3)),
+    ("conv(16, 3x5, s=2, p=same, d=2, groups=4, bias=false)", Conv(16, (3, 5), 2, "same", 2, 4, False)),
+    ("conv(out=8, k=3, padding=1)", Conv(8, 3, 1, 1)),
+    ("dwconv(3, 2, 1, mult=2)", DWConv(3, 2, 1, 2)),
+    ("sepconv(64, 3, p=1, dw_bias=true)", SepConv(64, 3, 1, 1, True)),
+    ("bn", BN()),
+    ("relu", Act("relu")), ("sigmoid", Act("sigmoid")), ("tanh", Act("tanh")), ("gelu", Act("gelu")),
+    ("silu", Act("silu")),
+    ("maxpool(2)", MaxPool(2)), ("maxpool(3, 2, 1)", MaxPool(3, 2, 1)), ("avgpool(2, s=1)", AvgPool(2, 1)),
+    ("gap", GAP()), ("flatten", Flatten()),
+    ("fc(10)", FC(10)), ("linear(10, bias=false)", FC(10, False)), ("fc(128, in=2048)", FC(128, in_=2048)),
+    ("dropout(0.25)", Dropout(0.25)), ("dropout", Dropout(0.5)),
+    ("res(32, s=2, shortcut=A)", Res(32, 2, "A")), ("res(16)", Res(16, 1, "B")),
+    ("bottleneck(64, 2)", Bottleneck(64, 2)),
+    ("residual[conv(8,3,p=1) bn]", Residual(False, (Conv(8, 3, 1, 1), BN()))),
+    ("residual(proj)[conv(8,3,s=2,p=1)]", Residual(True, (Conv(8, 3, 2, 1),))),
+    ("[res(16) res(16)]", Stage(body=(Res(16), Res(16)))),
+])
+def test_vocabulary_row(text, expected):
+    spec = parse(text)
+    assert spec.layers == (expected,)
+    assert parse(spec.to_text()) == spec
+
+
+@pytest.mark.parametrize("text", [
+    "conv(8,3) -> relu -> maxpool(2)", "conv(8,3) → relu → maxpool(2)", "conv(8,3), relu, maxpool(2)",
+    "conv(8,3) relu maxpool(2)", "conv(8,3)\n relu  # comment\n maxpool(2)",
+])
+def test_separators(text):
+    assert parse(text).layers == (Conv(8, 3), Act("relu"), MaxPool(2))
+
+
+def test_repeats_on_layers_and_groups():
+    assert parse("relu x3").layers == (Act("relu"),) * 3
+    assert parse("conv(8,3)x2").layers == (Conv(8, 3),) * 2
+    assert parse("(conv(8,3) relu)×2").layers == (Conv(8, 3), Act("relu")) * 2
+    assert parse("(conv(8,3) relu) x 2").layers == (Conv(8, 3), Act("relu")) * 2
+    assert parse("[res(8)]x2").layers == (Stage(body=(Res(8),)),) * 2
+
+
+def test_input_layer():
+    spec = parse("input(1,28,28) conv(6,5,p=2)")
+    assert spec.input_shape == (1, 28, 28) and spec.layers == (Conv(6, 5, 1, 2),)
+    assert build(spec)(torch.zeros(1, 1, 28, 28)).shape == (1, 6, 28, 28)
+
+
+def test_yaml_and_json_forms(tmp_path):
+    yaml_text = """
+input: ignored-by-layers-key
+layers:
+  - conv: {out: 16, k: 3, p: 1}
+  - relu
+  - maxpool: 2
+  - res: [32, 2]
+  - residual: {proj: true, body: [{conv: {out: 64, k: 3, s: 2, p: 1}}, bn]}
+  - stage: [{res: {out: 64, x: 2}}]
+  - gap
+  - flatten
+  - fc: [10]
+"""
+    p = tmp_path / "net.yaml"
+    p.write_text(yaml_text)
+    spec = parse(p)
+    text = ("conv(16,3,p=1) relu maxpool(2) res(32,s=2) residual(proj)[conv(64,3,s=2,p=1) bn] [res(64)x2] "
+            "gap flatten fc(10)")
+    assert spec == parse(text)
+    j = tmp_path / "net.json"
+    j.write_text(json.dumps([{"conv": {"out": 16, "k": 3, "p": 1}}, "relu", {"maxpool": 2}]))
+    assert parse(j) == parse("conv(16,3,p=1) relu maxpool(2)")
+
+
+# ---------------------------------------------------------------- the issue's done-when
+
+
+def test_seed_004_first_linear_has_2048_inputs():
+    m = build(SEED_004, input_shape=(3, 32, 32))
+    linears = [x for x in m.modules() if isinstance(x, nn.Linear)]
+    assert linears[0].in_features == 2048
+    assert m(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert not any("Lazy" in type(x).__name__ for x in m.modules())
+
+
+def test_names_follow_the_literature():
+    m = build("conv(16,3,p=1,bias=false) bn relu res(16)x3 res(32,s=2) res(32)x2 res(64,s=2) res(64)x2 gap "
+              "flatten fc(10)", input_shape=(3, 32, 32))
+    names = dict(m.named_modules())
+    for n in ["conv1", "bn1", "relu", "layer1.0.conv1", "layer2.0.downsample.0", "layer3.2.bn2", "fc"]:
+        assert n in names, n
+    assert "layer4" not in names
+    assert nparams(m) == 272474  # option B projections (DESIGN reference table, computed)
+
+
+def test_num_classes_replaces_last_fc():
+    m = build(SEED_004, (3, 32, 32), num_classes=7)
+    assert m(torch.zeros(1, 3, 32, 32)).shape == (1, 7)
+    with pytest.raises(ShapeError, match="no fc layer"):
+        build("conv(8,3)", (3, 8, 8), num_classes=3)
+
+
+# ---------------------------------------------------------------- seed nets as specs
+
+
+def test_d2l_lenet_61706():
+    m = build("conv(6,5,p=2) sigmoid avgpool(2) conv(16,5) sigmoid avgpool(2) flatten fc(120) sigmoid fc(84) "
+              "sigmoid fc(10)", (1, 28, 28))
+    assert nparams(m) == 61706  # d2l 7.6
+    assert m(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+
+
+def test_seed_002_resnet20_projection_shortcuts():
+    # seed 002: 3x3 stem, three stages of three blocks, 1x1 stride-2 projections, 8x8 average pool, fc
+    m = build("conv(16,3,p=1,bias=false) bn relu res(16)x3 res(32,s=2) res(32)x2 res(64,s=2) res(64)x2 "
+              "avgpool(8) flatten fc(10)", (3, 32, 32))
+    assert nparams(m) == 272474
+    assert m.layer2[0].downsample[0].stride == (2, 2) and m.layer2[0].downsample[0].kernel_size == (1, 1)
+
+
+def test_seed_003_separable_classifier():
+    m = build("conv(32,3,p=1) bn relu sepconv(64,3,p=1) bn relu sepconv(128,3,p=1) bn relu gap flatten "
+              "dropout(0.5) fc(1) sigmoid", (3, 32, 32))
+    sep = m.sepconv1
+    assert sum(p.numel() for p in sep.parameters()) == 2400  # 288 + 2048 + 64 (Keras, seed 003)
+    m2 = build("sepconv(2,3,dw_bias=true)", (3, 7, 7))
+    assert nparams(m2) == 38  # seed 003's worked example
+    assert m(torch.rand(2, 3, 32, 32)).shape == (2, 1)
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("text, needles", [
+    ("conv(16,3) relu cnov(32,3)", ["unknown layer 'cnov'", "did you mean 'conv'", "column 17", "^^^^"]),
+    ("conv(16)", ["conv needs 'k'", "conv(out, k, s=1"]),
+    ("conv(16,3,q=1)", ["no argument 'q'"]),
+    ("conv(16,3,1,0,1,1,true,9)", ["at most 7 positional"]),
+    ("conv(16,3", ["never closed"]),
+    ("(conv(16,3) relu", ["expected ')'"]),
+    ("conv(16,3))", ["unexpected ')'"]),
+    ("conv(0,3)", ["out must be >= 1, got 0"]),
+    ("conv(-4,3)", ["out must be >= 1, got -4"]),
+    ("relu x0", ["repeat count must be >= 1"]),
+    ("maxpool(2, ceil=maybe)", ["true or false", "maybe"]),
+    ("dropout(1.5)", ["[0, 1)", "1.5"]),
+    ("res(16, shortcut=C)", ["A or B"]),
+    ("residual relu", ["needs a body"]),
+    ("conv(8,3) $", ["unexpected character '$'"]),
+    ("", ["empty spec"]),
+    ("relu(3)", ["relu takes no arguments"]),
+    ("conv(8, k=3, 1)", ["positional argument after a keyword"]),
+])
+def test_spec_errors_read_like_a_compiler(text, needles):
+    with pytest.raises(SpecError) as info:
+        parse(text)
+    for n in needles:
+        assert n in str(info.value), (n, str(info.value))
+
+
+@pytest.mark.parametrize("text, shape, needles", [
+    ("conv(16,3) maxpool(2) conv(64,7)", (3, 8, 8), ["conv2", "kernel 7", "3 + 2·0 = 3", "padding >= 2",
+                                                     "maxpool"]),
+    ("conv(64,3) residual[conv(32,3,p=1)]", (3, 32, 32), ["64×30×30 into 32×30×30", "residual(proj)",
+                                                          "1x1 conv 64→32 with stride 1"]),
+    ("conv(32,3,p=1) residual[conv(64,3,s=2,p=1)]", (3, 30, 30), ["stride 2", "32→64"]),
+    ("conv(32,3,p=1) maxpool(2) flatten fc(10, in=2000)", (3, 32, 32), ["in=2000", "8192 features", "in=8192"]),
+    ("conv(32,3,p=1) maxpool(2) fc(10)", (3, 32, 32), ["add flatten", "32·16·16 = 8192", "gap"]),
+    ("conv(30,3,groups=4)", (8, 8, 8), ["groups=4", "(8)", "(30)"]),
+    ("flatten conv(8,3)", (3, 8, 8), ["C×H×W", "192 flat features"]),
+    ("res(8,shortcut=A)", (16, 8, 8), ["cannot go from 16 down to 8", "shortcut=B"]),
+])
+def test_shape_errors_name_layer_numbers_and_fix(text, shape, needles):
+    with pytest.raises(ShapeError) as info:
+        build(text, shape)
+    for n in needles:
+        assert n in str(info.value), (n, str(info.value))
+
+
+def test_input_shape_required_and_checked():
+    with pytest.raises(ShapeError, match="input shape is unknown"):
+        build("conv(8,3)")
+    with pytest.raises(ShapeError, match="three positive integers"):
+        build("conv(8,3)", (3, 0, 8))
+    with pytest.raises(ShapeError, match="drop one of them"):
+        build("input(1,28,28) conv(8,3)", (3, 28, 28))
+
+
+# ---------------------------------------------------------------- property tests, torch as oracle
+
+# A generated layer: (spec text, a function in_channels -> torch module)
+def _conv_desc(draw, c_in):
+    out = draw(st.integers(1, 12))
+    k = draw(st.sampled_from([1, 2, 3, 5, (1, 3), (3, 1), (3, 5)]))
+    s = draw(st.sampled_from([1, 1, 2, (1, 2)]))
+    p = draw(st.sampled_from([0, 1, 2, (0, 1)]))
+    d = draw(st.sampled_from([1, 1, 2]))
+    g_choices = [g for g in (1, 2, 3) if c_in % g == 0 and out % g == 0]
+    g = draw(st.sampled_from(g_choices))
+    bias = draw(st.booleans())
+    fmt = lambda v: f"{v[0]}x{v[1]}" if isinstance(v, tuple) else str(v)  # noqa: E731
+    text = f"conv({out},{fmt(k)},s={fmt(s)},p={fmt(p)},d={d},groups={g},bias={'true' if bias else 'false'})"
+    return text, nn.Conv2d(c_in, out, k, s, p, d, g, bias), out
+
+
+@st.composite
+def chains(draw):
+    c = draw(st.integers(1, 4))
+    h, w = draw(st.integers(8, 24)), draw(st.integers(8, 24))
+    texts, mods = [], []
+    c_cur = c
+    for _ in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(["conv", "conv", "bn", "act", "pool", "sep", "dw", "res", "residual"]))
+        if kind == "conv":
+            t, m, c_cur = _conv_desc(draw, c_cur)
+        elif kind == "bn":
+            t, m = "bn", nn.BatchNorm2d(c_cur)
+        elif kind == "act":
+            a = draw(st.sampled_from(["relu", "gelu", "tanh", "sigmoid", "silu"]))
+            t, m = a, {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "silu": nn.SiLU}[a]()
+        elif kind == "pool":
+            k = draw(st.integers(1, 3))
+            s = draw(st.integers(1, 3))
+            p = draw(st.integers(0, k // 2))
+            mx = draw(st.booleans())
+            t = f"{'maxpool' if mx else 'avgpool'}({k},{s},{p})"
+            m = (nn.MaxPool2d if mx else nn.AvgPool2d)(k, s, p)
+        elif kind == "sep":
+            out = draw(st.integers(1, 8))
+            t = f"sepconv({out},3,p=1)"
+            m = nn.Sequential(nn.Conv2d(c_cur, c_cur, 3, padding=1, groups=c_cur, bias=False), nn.Conv2d(c_cur, out, 1))
+            c_cur = out
+        elif kind == "dw":
+            mult = draw(st.integers(1, 2))
+            t = f"dwconv(3,p=1,mult={mult})"
+            m = nn.Conv2d(c_cur, c_cur * mult, 3, padding=1, groups=c_cur)
+            c_cur *= mult
+        elif kind == "res":
+            out = draw(st.integers(1, 8))
+            s = draw(st.integers(1, 2))
+            t = f"res({out},s={s})"
+            m = _TorchBasic(c_cur, out, s)
+            c_cur = out
+        else:
+            out = draw(st.integers(1, 8))
+            s = draw(st.integers(1, 2))
+            proj = out != c_cur or s != 1
+            t = f"residual{'(proj)' if proj else ''}[conv({out},3,s={s},p=1) bn]"
+            m = _TorchResidual(c_cur, out, s, proj)
+            c_cur = out
+        texts.append(t)
+        mods.append(m)
+    return (c, h, w), " ".join(texts), nn.Sequential(*mods)
+
+
+class _TorchBasic(nn.Module):
+    """A basic block written by hand, as torchvision does."""
+
+    def __init__(self, cin, cout, s):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(cin, cout, 3, s, 1, bias=False), nn.BatchNorm2d(cout)
+        self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.ds = (nn.Sequential(nn.Conv2d(cin, cout, 1, s, bias=False), nn.BatchNorm2d(cout))
+                   if s != 1 or cin != cout else nn.Identity())
+
+    def forward(self, x):
+        return torch.relu(self.b2(self.c2(torch.relu(self.b1(self.c1(x))))) + self.ds(x))
+
+
+class _TorchResidual(nn.Module):
+    def __init__(self, cin, cout, s, proj):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(cin, cout, 3, s, 1), nn.BatchNorm2d(cout))
+        self.proj = nn.Sequential(nn.Conv2d(cin, cout, 1, s, bias=False), nn.BatchNorm2d(cout)) if proj else None
+
+    def forward(self, x):
+        return self.body(x) + (x if self.proj is None else self.proj(x))
+
+
+def _torch_out(model, shape):
+    try:
+        with torch.no_grad():
+            return tuple(model.eval()(torch.randn(2, *shape)).shape[1:])
+    except (RuntimeError, ValueError):
+        return None
+
+
+@given(chains())
+def test_random_specs_match_handwritten_torch(case):
+    shape, text, reference = case
+    expected = _torch_out(reference, shape)
+    try:
+        p = plan(text, shape)
+    except ShapeError:
+        assert expected is None, f"convlab refused {text!r} on {shape} but torch gives {expected}"
+        return
+    assert expected is not None, f"torch refuses {text!r} on {shape} but convlab planned {p.output_shape}"
+    assert tuple(p.output_shape) == expected
+    model = build(text, shape)
+    assert _torch_out(model, shape) == expected
+    assert nparams(model) == nparams(reference)
+    # planned counts (trainable + running statistics) agree with the module
+    buffers = sum(b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))
+    assert p.params == nparams(model) + buffers
+    assert parse(parse(text).to_text()) == parse(text)
+
+
+_TOKENS = ["conv(8,3)", "conv(", ")", "(", "[", "]", "relu", "x2", "×", "fc(10)", "flatten", "bn", "res(8)",
+           "residual", "maxpool(2)", "gap", "=", ",", "->", "3x5", "conv(8,3,p=same)", "sepconv(4,3)", "-1", "1.5",
+           "dropout(0.1)", "input(3,16,16)", "bottleneck(4)", "avgpool(3,2,1)", "conv(4,7,s=2)", "cnov"]
+
+
+@given(st.lists(st.sampled_from(_TOKENS), min_size=0, max_size=10), st.sampled_from(["", " "]))
+def test_random_token_soup_raises_only_convlab_errors(tokens, sep):
+    text = sep.join(tokens)
+    try:
+        model = build(text, (3, 16, 16))
+    except ConvlabError:
+        return
+    model.eval()(torch.zeros(1, 3, 16, 16))
+
+
+@given(st.text(max_size=40))
+def test_random_text_raises_only_spec_errors(text):
+    try:
+        parse(text)
+    except SpecError:
+        pass
