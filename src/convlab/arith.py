@@ -132,7 +132,11 @@ def conv_out(size: Size, kernel: Size, stride: Size = 1, padding: Size | str = 0
     >>> conv_out((8, 8), (3, 5), stride=(3, 4), padding=(0, 1))
     (2, 2)
     """
-    return explain_conv(size, kernel, stride, padding, dilation).output
+    if isinstance(padding, str):
+        return explain_conv(size, kernel, stride, padding, dilation).output
+    paired, a = _as_pairs(size=size, kernel=kernel, stride=stride, padding=padding, dilation=dilation)
+    return _pack(paired, [_conv1(a["size"][i], a["kernel"][i], a["stride"][i], a["padding"][i], a["dilation"][i])
+                          for i in range(len(a["size"]))])
 
 
 def _resolve_padding(padding, kernel, stride, dilation) -> tuple[object, list]:

@@ -143,6 +143,123 @@ def cmd_chain(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------
+# summary / check / zoo
+
+
+def _shape_arg(text: str) -> tuple[int, int, int]:
+    parts = [p for p in text.replace("×", ",").replace("x", ",").split(",") if p.strip()]
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected C,H,W (e.g. 3,32,32), got {text!r}") from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected three positive integers C,H,W (e.g. 3,32,32), got {text!r}")
+    return shape
+
+
+def _summarise(args):
+    from .analyze import summary
+    from .resolve import resolve_model
+
+    kind, obj, *rest = resolve_model(args.model)
+    if kind == "module":
+        if args.input is None:
+            raise UsageError(f"--input C,H,W is needed for {args.model}")
+        return summary(obj, args.input, batch_size=args.batch, depth=args.depth)
+    default_shape, label = rest
+    shape = args.input or default_shape
+    if shape is None and not getattr(obj, "input_shape", None):
+        from .spec import parse
+
+        if parse(obj).input_shape is None:
+            raise UsageError("--input C,H,W is needed (or begin the spec with input(C,H,W))")
+    s = summary(obj, shape, batch_size=args.batch, depth=args.depth, num_classes=args.num_classes)
+    s.model = label if label != "spec" else args.model
+    return s
+
+
+def cmd_summary(args) -> int:
+    s = _summarise(args)
+    fmt = "json" if args.json else args.format
+    if fmt == "json":
+        print(s.to_json())
+    elif fmt == "markdown":
+        print(s.to_markdown())
+    elif fmt == "csv":
+        print(s.to_csv(), end="")
+    else:
+        s.render()
+    return EXIT_OK
+
+
+def cmd_check(args) -> int:
+    from .diagnose import Finding, warnings_for
+    from .errors import ShapeError
+
+    try:
+        s = _summarise(args)
+        findings = warnings_for(s)
+    except ShapeError as e:
+        s = None
+        findings = [Finding("error", "shape", "", str(e), "")]
+    errors = [f for f in findings if f.level == "error"]
+    if args.json:
+        _print_json({"ok": not errors, "findings": [f.to_dict() for f in findings],
+                     "params": s.params if s else None, "macs": s.macs if s else None})
+    else:
+        for f in findings:
+            print(f)
+        if not findings:
+            print(f"ok: {args.model} runs on input {','.join(map(str, s.input_shape))} → output "
+                  f"{s.output_shape}; {s.params:,} params, {s.macs:,} MACs; no warnings")
+        elif not errors:
+            print(f"ok with {len(findings)} warning(s): the model runs; output {s.output_shape}")
+    return EXIT_FINDING if errors else EXIT_OK
+
+
+def cmd_zoo(args) -> int:
+    from . import zoo
+    from .analyze import summary
+
+    names = zoo.list_models(args.pattern)
+    if not names:
+        raise UsageError(f"no zoo model matches {args.pattern!r}; 'convlab zoo' lists them all")
+    rows = []
+    for n in names:
+        e = zoo.get(n)
+        s = summary(n)
+        rows.append({"name": n, "family": e.family, "input": list(e.input_shape), "classes": e.num_classes,
+                     "params": s.trainable_params, "non_trainable": s.non_trainable_params, "macs": s.macs,
+                     "published_params": e.params, "source": e.source,
+                     "options": {k: v[1] for k, v in e.overrides.items()}})
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(box=box.SIMPLE_HEAVY)
+    for h in ("model", "family", "input", "params", "MACs", "options", "source"):
+        t.add_column(h, justify="right" if h in ("params", "MACs") else "left", overflow="fold")
+    for r in rows:
+        mark = "" if r["published_params"] in (None, r["params"]) else " (!)"
+        t.add_row(r["name"], r["family"], "×".join(map(str, r["input"])), f"{r['params']:,}{mark}",
+                  _si_text(r["macs"]), ", ".join(f"{k}={v}" for k, v in r["options"].items()), r["source"])
+    Console().print(t)
+    print("params: trainable parameters at the default input and class count (BatchNorm statistics not included); "
+          "options: convlab summary resnet20:shortcut=B")
+    return EXIT_OK
+
+
+def _si_text(v: float) -> str:
+    for unit, f in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if v >= f:
+            return f"{v / f:.2f} {unit}"
+    return str(v)
+
+
+# ------------------------------------------------------------------------------------------
 # parser
 
 
@@ -206,6 +323,39 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--verbose", "-v", action="store_true", help="print each step's full explanation")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
+    model_help = ("a zoo name (resnet20, resnet20:shortcut=B), a spec in quotes, a spec file (.yaml/.json/.spec) "
+                  "or package.module:attr")
+
+    def model_args(sp):
+        sp.add_argument("model", metavar="MODEL", help=model_help)
+        sp.add_argument("--input", "-i", type=_shape_arg, metavar="C,H,W",
+                        help="input shape (default: the zoo model's own, or the spec's input(...))")
+        sp.add_argument("--batch", type=int, default=1, metavar="N", help="batch size for MACs and memory (default 1)")
+        sp.add_argument("--depth", type=int, default=None, metavar="N", help="fold rows nested deeper than N")
+        sp.add_argument("--num-classes", type=int, default=None, metavar="K", help="resize the last fc to K classes")
+
+    sp = add("summary", cmd_summary, "Every layer's output shape, parameters, MACs and receptive field.",
+             ["convlab summary resnet18",
+              "convlab summary resnet20:shortcut=B --depth 1",
+              "convlab summary \"conv(16,3,p=1) relu maxpool(2) flatten fc(10)\" --input 3,32,32",
+              "convlab summary lenet --format markdown",
+              "convlab summary mypackage.models:Net --input 3,224,224 --batch 32 --json"])
+    model_args(sp)
+    sp.add_argument("--format", "-f", choices=["table", "markdown", "csv", "json"], default="table",
+                    help="output format (default: table)")
+    sp.add_argument("--json", action="store_true", help="same as --format json")
+
+    sp = add("check", cmd_check, "Catch shape bugs and likely mistakes before anything runs (exit 1 on errors).",
+             ["convlab check \"conv(16,3) maxpool(2) conv(64,7) flatten fc(10)\" --input 3,8,8",
+              "convlab check \"conv(32,3,p=1) bn relu maxpool(2) flatten fc(512) fc(10)\" --input 3,64,64",
+              "convlab check resnet50 --input 3,97,97 --json"])
+    model_args(sp)
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = add("zoo", cmd_zoo, "The registered models, with parameters and MACs at their default input.",
+             ["convlab zoo", "convlab zoo 'resnet*'", "convlab zoo --json"])
+    sp.add_argument("pattern", nargs="?", default="*", help="glob pattern (default: all)")
+    sp.add_argument("--json", action="store_true", help="print JSON")
     return p
 
 

@@ -38,6 +38,7 @@ class Node:
     factory: Optional[Callable] = None  # () -> module for leaves, (OrderedDict of children) -> module
     reuse: bool = False
     layer: Optional[Layer] = None
+    info: dict = field(default_factory=dict)  # conv/pool settings, for the checks
 
     def walk(self, depth: int = 0):
         yield self, depth
@@ -212,8 +213,10 @@ class _Planner:
             nn, _ = _lib()
             return nn.Conv2d(c, out_c, _pair(k), _pair(s), padding, _pair(d), groups, bias)
 
+        info = {"kernel": (kh, kw), "stride": _pair(s), "padding": p if isinstance(p, str) else _pair(p),
+                "dilation": _pair(d), "groups": groups, "bias": bias, "in_channels": c}
         return Node(name, "Conv2d", shape, out, trainable=params, macs=macs, rf=_rf_update(rf, k, s, pp, d),
-                    factory=make, layer=layer)
+                    factory=make, layer=layer, info=info)
 
     def _with_down(self, msg: str) -> str:
         if self.last_down:
@@ -256,8 +259,10 @@ class _Planner:
             nn, _ = _lib()
             return getattr(nn, cls)(_pair(layer.k), _pair(s), _pair(layer.p), ceil_mode=layer.ceil)
 
+        info = {"kernel": _pair(layer.k), "stride": _pair(s), "padding": _pair(layer.p), "dilation": (1, 1),
+                "ceil_mode": layer.ceil}
         return Node(name, cls, shape, (shape[0], *hw), rf=_rf_update(rf, layer.k, s, layer.p, 1), factory=make,
-                    layer=layer)
+                    layer=layer, info=info)
 
     def layer(self, layer: Layer, shape: Shape, rf: RF, name: str) -> Node:
         if isinstance(layer, Conv):

@@ -1,0 +1,100 @@
+"""Static checks of a model for an input shape: errors (the model cannot run) and warnings (it runs,
+but something is likely unintended), each naming the layer and a fix."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from . import arith
+from .analyze import Summary, summary
+from .errors import ShapeError
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str   # "error" or "warning"
+    code: str    # short identifier, e.g. "rows-unread"
+    layer: str   # qualified layer name ('' for the whole model)
+    message: str
+    fix: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        where = f"{self.layer}: " if self.layer else ""
+        return f"{self.level}: {where}{self.message}" + (f"\n  fix: {self.fix}" if self.fix else "")
+
+
+def check(model, input_shape=None, **kw) -> tuple[list[Finding], Summary | None]:
+    """Run every check; returns the findings and the summary (None when the model cannot be analysed)."""
+    try:
+        s = summary(model, input_shape, **kw)
+    except ShapeError as e:
+        return [Finding("error", "shape", "", str(e), "")], None
+    return warnings_for(s), s
+
+
+def warnings_for(s: Summary) -> list[Finding]:
+    out: list[Finding] = []
+    leaves = [r for r in s.rows if r.leaf]
+    total = s.trainable_params or 1
+
+    for r in leaves:
+        info = r.info
+        if r.type in ("Conv2d", "MaxPool2d", "AvgPool2d") and "kernel" in info and r.input_shape and \
+                len(r.input_shape) == 4 and not isinstance(info.get("padding"), str):
+            found = []
+            for axis, i in (("H", 0), ("W", 1)):
+                size = r.input_shape[2 + i]
+                k, st, p, d = info["kernel"][i], info["stride"][i], info["padding"][i], info["dilation"][i]
+                if info.get("ceil_mode") or k < st:  # k < s subsamples by design (1x1 stride-2 projections)
+                    continue
+                try:
+                    e = (arith.explain_pool if r.type != "Conv2d" else arith.explain_conv)(size, k, st, p, d)
+                except ShapeError:
+                    continue
+                if e.dims[0].dropped:
+                    found.append((axis, size, st, e.dims[0]))
+            if len(found) == 2 and found[0][1:3] == found[1][1:3] and found[0][3].substituted == found[1][3].substituted:
+                found = [("H and W", *found[0][1:])]
+            for axis, size, st, dim in found:
+                out.append(Finding(
+                    "warning", "rows-unread", r.name,
+                    f"stride {st} leaves the last {dim.dropped} input row(s) of {axis}={size} unread "
+                    f"({dim.substituted} = {dim.output})",
+                    (dim.fix or "").removeprefix("Fix: ").rstrip(".") or "change the padding or stride"))
+
+    linears = [r for r in leaves if r.type == "Linear"]
+    if linears and linears[0].trainable_params > total / 2 and len(linears) > 1:
+        r = linears[0]
+        c = r.input_shape[-1] if r.input_shape else "?"
+        out.append(Finding(
+            "warning", "big-first-fc", r.name,
+            f"the first fc holds {r.trainable_params:,} of {total:,} trainable parameters "
+            f"({100 * r.trainable_params / total:.0f}%), from {c} input features",
+            "shrink the map before it (more pooling or a strided conv), or use global average pooling (gap) "
+            "before flatten"))
+
+    convs = [r for r in leaves if r.type == "Conv2d"]
+    if convs:
+        first = convs[0]
+        groups = first.info.get("groups", 1)
+        cin = first.info.get("in_channels")
+        if cin == 3 and groups == 3:
+            parent = first.name.rsplit(".", 1)[0] if "." in first.name else first.name
+            out.append(Finding(
+                "warning", "separable-at-input", parent,
+                "a depthwise(-separable) conv right at the RGB input: it filters R, G and B apart, although "
+                "they are highly correlated (seed 003)",
+                "start with a regular conv (e.g. conv(32,3,p=1)) and use separable convs after it"))
+
+    for a, b in zip(leaves, leaves[1:]):
+        if a.type == "Conv2d" and b.type.startswith("BatchNorm") and a.info.get("bias") and \
+                a.output_shape == b.input_shape:
+            out.append(Finding(
+                "warning", "bias-before-bn", a.name,
+                f"conv with bias straight before {b.name} ({b.type}): BatchNorm subtracts the mean, so the "
+                f"bias is redundant ({a.output_shape[1]} wasted parameters)",
+                "write bias=false on the conv (conv(…, bias=false)) or nn.Conv2d(..., bias=False)"))
+    return out

@@ -1,0 +1,104 @@
+"""Registry-driven: every zoo model builds for another class count and input, trains one step, and
+has the parameter count its paper or torchvision publishes."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+import convlab
+from convlab import zoo
+from convlab.analyze import summary
+
+# a small input for the gradient check, with a non-default channel count where that makes sense
+SMALL_INPUT = {
+    "lenet": (3, 28, 28), "lenet-modern": (3, 28, 28), "cifar-cnn": (1, 32, 32), "sepnet": (1, 40, 40),
+    "vgg-d2l": (3, 64, 64), "mobilenet": (1, 64, 64),
+}
+
+
+def small_input(name):
+    e = zoo.get(name)
+    if name in SMALL_INPUT:
+        return SMALL_INPUT[name]
+    if e.family == "vgg" or e.family == "resnet":
+        return (1, 64, 64)
+    return (1, 32, 32)
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_every_model_builds_runs_and_learns(name):
+    shape = small_input(name)
+    torch.manual_seed(0)
+    m = convlab.create_model(name, input_shape=shape, num_classes=7)
+    x = torch.randn(2, *shape)
+    out = m(x)
+    assert out.shape == (2, 7)
+    out.float().pow(2).mean().backward()
+    missing = [n for n, p in m.named_parameters() if p.grad is None]
+    assert not missing, missing
+    s = summary(name, shape, num_classes=7)
+    assert s.trainable_params == sum(p.numel() for p in m.parameters())
+    assert s.output_shape == [1, 7]
+
+
+@pytest.mark.parametrize("name", [n for n in zoo.list_models() if zoo.get(n).params is not None])
+def test_published_parameter_counts(name):
+    e = zoo.get(name)
+    # sources: torchvision weights metadata (resnet18..152, vgg11..19), He et al. 2016 §4.2 (CIFAR
+    # ResNets; plain nets have the same layers), Howard et al. 2017 / Keras (MobileNet trainable),
+    # d2l 7.6 (LeNet), seed 004 (cifar-cnn: 448 + 4,640 + 262,272 + 1,290)
+    assert summary(name).trainable_params == e.params
+
+
+def test_resnet18_module_names_match_torchvision():
+    keys = set(convlab.create_model("resnet18").state_dict())
+    for k in ["conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer1.1.bn2.bias",
+              "layer2.0.downsample.0.weight", "layer2.0.downsample.1.running_var", "layer4.1.conv2.weight",
+              "fc.weight", "fc.bias"]:
+        assert k in keys, k
+    assert len([k for k in keys if k.endswith("num_batches_tracked")]) == 20  # torchvision's BN count
+
+
+def test_d2l_resnet18_on_fashion_mnist_96():
+    s = summary("resnet18", (1, 96, 96), num_classes=10)
+    stages = {r.name: r.output_shape[1:] for r in s.rows if r.name.startswith("layer") and "." not in r.name}
+    assert stages == {"layer1": [64, 24, 24], "layer2": [128, 12, 12], "layer3": [256, 6, 6], "layer4": [512, 3, 3]}
+
+
+def test_overrides_and_options():
+    assert summary("resnet20:shortcut=B").trainable_params == 272_474
+    assert summary("cifar-cnn:hidden=256").trainable_params == 448 + 4640 + 2048 * 256 + 256 + 2570
+    assert summary("mobilenet:width=0.5").trainable_params < summary("mobilenet").trainable_params
+    plain = convlab.create_model("plain20")
+    assert not any(type(m).__name__ == "BasicBlock" for m in plain.modules())
+    with pytest.raises(convlab.ConvlabError, match="has no option 'depth'"):
+        zoo.spec_for("resnet20:depth=3")
+    with pytest.raises(convlab.ConvlabError, match="shortcut must be A or B"):
+        zoo.spec_for("resnet20:shortcut=C")
+
+
+def test_unknown_name_gets_close_matches():
+    with pytest.raises(convlab.ConvlabError) as info:
+        zoo.get("resnet2")
+    assert "did you mean" in str(info.value) and "resnet20" in str(info.value) and "convlab zoo" in str(info.value)
+
+
+def test_list_models_natural_order_and_pattern():
+    names = convlab.list_models("resnet*")
+    assert names.index("resnet20") < names.index("resnet110")
+    assert convlab.list_models("plain*") == ["plain20", "plain32", "plain44", "plain56", "plain110"]
+
+
+def test_registry_refuses_duplicates():
+    with pytest.raises(ValueError, match="twice"):
+        zoo.register(zoo.get("lenet"))
+
+
+def test_option_a_shortcut_pads_channels_with_zeros():
+    m = convlab.create_model("resnet20")
+    block = m.layer2[0]
+    x = torch.randn(1, 16, 32, 32)
+    sc = block.downsample(x)
+    assert sc.shape == (1, 32, 16, 16)
+    assert torch.equal(sc[:, 8:24], x[:, :, ::2, ::2]) and sc[:, :8].abs().sum() == 0
+    assert isinstance(m.layer1[0].conv1, nn.Conv2d) and m.layer1[0].conv1.bias is None
