@@ -83,6 +83,8 @@ def test_conv_transpose2d_matches_torch(h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh
         expected = torch_size(mod, (h, w))
     except (RuntimeError, ValueError):
         expected = None
+    if expected is not None and 0 in expected:
+        expected = None  # torch's 2-D transposed conv returns an empty map here; convlab refuses a size below 1
     got = convlab_size(arith.conv_transpose_out, (h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow))
     assert got == expected
 
