@@ -71,10 +71,11 @@ def _eff(k: int, d: int) -> int:
 # one dimension
 
 
-def _conv1(size: int, k: int, s: int, p: int, d: int, op: str = "conv") -> int:
-    for name, v, lo in (("size", size, 1), ("kernel", k, 1), ("stride", s, 1), ("padding", p, 0),
-                        ("dilation", d, 1)):
-        _check_int(name, v, lo, op)
+def _conv1(size: int, k: int, s: int, p: int, d: int, op: str = "conv", checked: bool = False) -> int:
+    if not checked:  # callers that validated the settings already (the planner) skip this
+        for name, v, lo in (("size", size, 1), ("kernel", k, 1), ("stride", s, 1), ("padding", p, 0),
+                            ("dilation", d, 1)):
+            _check_int(name, v, lo, op)
     ek = _eff(k, d)
     if size + 2 * p < ek:
         need = -(-(ek - size) // 2)

@@ -41,9 +41,13 @@ class Node:
     info: dict = field(default_factory=dict)  # conv/pool settings, for the checks
 
     def walk(self, depth: int = 0):
-        yield self, depth
-        for c in self.children:
-            yield from c.walk(depth + 1)
+        """(node, depth) for this node and every node under it, in call order."""
+        out, todo = [], [(self, depth)]
+        while todo:
+            node, d = todo.pop()
+            out.append((node, d))
+            todo.extend((c, d + 1) for c in reversed(node.children))
+        return out
 
 
 @dataclass
@@ -57,8 +61,7 @@ class Plan:
         return self.nodes[-1].out_shape
 
     def walk(self):
-        for n in self.nodes:
-            yield from n.walk(0)
+        return [x for n in self.nodes for x in n.walk(0)]
 
     @property
     def params(self) -> int:
@@ -195,7 +198,12 @@ class _Planner:
                              f"channels ({out_c}); use groups in "
                              f"{[g for g in range(1, c + 1) if c % g == 0 and out_c % g == 0]}")
         try:
-            hw = arith.conv_out(shape[1:], _pair(k), _pair(s), p if isinstance(p, str) else _pair(p), _pair(d))
+            if isinstance(p, str):
+                hw = arith.conv_out(shape[1:], _pair(k), _pair(s), p, _pair(d))
+            else:
+                (kh_, kw_), (sh_, sw_), (ph_, pw_), (dh_, dw_) = _pair(k), _pair(s), _pair(p), _pair(d)
+                hw = (arith._conv1(shape[1], kh_, sh_, ph_, dh_, checked=True),
+                      arith._conv1(shape[2], kw_, sw_, pw_, dw_, checked=True))
         except ShapeError as e:
             raise ShapeError(self._with_down(str(e).split(": ", 1)[-1])) from None
         kh, kw = _pair(k)
