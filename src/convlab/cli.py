@@ -252,6 +252,50 @@ def cmd_zoo(args) -> int:
     return EXIT_OK
 
 
+def cmd_data(args) -> int:
+    from .data import registry
+
+    if args.action == "list":
+        rows = []
+        for name, src in registry.SOURCES.items():
+            where = registry.find(name, args.data_dir)
+            rows.append({"name": name, "found": str(where) if where else None, "classes": len(src.classes) or None,
+                         "get": src.install_hint})
+        if args.json:
+            _print_json(rows)
+        else:
+            for r in rows:
+                state = f"found at {r['found']}" if r["found"] else f"not found ({r['get']})"
+                print(f"{r['name']:<14} {state}")
+            print("folder:PATH    a folder with one sub-folder of images per class (needs Pillow)")
+        return EXIT_OK
+    if not args.name:
+        raise UsageError(f"convlab data {args.action} needs a dataset NAME (see 'convlab data list')")
+    if args.action == "fetch":
+        folder = registry.fetch(args.name, args.data_dir, progress=not args.json)
+        if args.json:
+            _print_json({"name": args.name, "folder": str(folder)})
+        else:
+            print(f"{args.name}: {folder}")
+        return EXIT_OK
+    ds = registry.load(args.name, args.data_dir, download=False)
+    info = ds.describe()
+    if not args.name.startswith("folder:"):
+        info["files"] = registry.verify(args.name, args.data_dir)
+    if args.json:
+        _print_json(info)
+        return EXIT_OK
+    print(f"{info['name']}: {info['root']}")
+    print(f"  images: {info['train']:,} train + {info['test']:,} test, each {'×'.join(map(str, info['shape']))} uint8")
+    print(f"  classes ({len(info['classes'])}): {', '.join(info['classes'][:12])}"
+          + (" ..." if len(info["classes"]) > 12 else ""))
+    print(f"  mean {info['mean']}  std {info['std']}  (per channel, [0, 1] units, training split)")
+    for f, st in info.get("files", {}).items():
+        ok = {True: "md5 ok", False: "MD5 MISMATCH", None: "no reference checksum"}[st["md5_ok"]]
+        print(f"  {f:<26} {st['bytes']:>12,} bytes  {ok}")
+    return EXIT_OK
+
+
 def _si_text(v: float) -> str:
     for unit, f in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if v >= f:
@@ -350,6 +394,14 @@ def build_parser() -> argparse.ArgumentParser:
               "convlab check \"conv(32,3,p=1) bn relu maxpool(2) flatten fc(512) fc(10)\" --input 3,64,64",
               "convlab check resnet50 --input 3,97,97 --json"])
     model_args(sp)
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = add("data", cmd_data, "Find, fetch and inspect datasets (fashion-mnist, mnist, cifar10, cifar100, folder:PATH).",
+             ["convlab data list", "convlab data info fashion-mnist", "convlab data fetch cifar10",
+              "convlab data info folder:./my_images --json"])
+    sp.add_argument("action", choices=["list", "info", "fetch"], help="what to do")
+    sp.add_argument("name", nargs="?", help="dataset name")
+    sp.add_argument("--data-dir", metavar="DIR", help="look here first (and fetch into it)")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
     sp = add("zoo", cmd_zoo, "The registered models, with parameters and MACs at their default input.",
