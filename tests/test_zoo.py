@@ -102,3 +102,12 @@ def test_option_a_shortcut_pads_channels_with_zeros():
     assert sc.shape == (1, 32, 16, 16)
     assert torch.equal(sc[:, 8:24], x[:, :, ::2, ::2]) and sc[:, :8].abs().sum() == 0
     assert isinstance(m.layer1[0].conv1, nn.Conv2d) and m.layer1[0].conv1.bias is None
+
+
+def test_lenet_modern_pool_relu_order_is_the_same_function():
+    fast = convlab.create_model("lenet-modern")
+    d2l = convlab.create_model("lenet-modern:order=relu-pool")
+    assert [n for n, _ in fast.named_parameters()] == [n for n, _ in d2l.named_parameters()]
+    d2l.load_state_dict(fast.state_dict())
+    x = torch.randn(8, 1, 28, 28)
+    assert torch.equal(fast(x), d2l(x))

@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "parse": "convlab.spec",
     "Spec": "convlab.spec",
-    "build": "convlab.build",
+    "build": "convlab.builder",
     "summary": "convlab.analyze",
     "Summary": "convlab.analyze",
     "list_models": "convlab.zoo",

@@ -1,0 +1,128 @@
+"""Training configuration: one typed dataclass, filled by the CLI or a YAML file in one place, resolved
+with per-family defaults, and saved with every run."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import UsageError
+
+SCHEDULES = ("onecycle", "cosine", "step", "paper", "constant")
+OPTIMIZERS = ("sgd", "adamw")
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on. ``None`` means "the default for this model family" (see resolve)."""
+
+    model: str = "lenet-modern"            # zoo name, spec text, spec file or package.module:attr
+    data: str = "fashion-mnist"            # dataset name or folder:PATH
+    data_dir: Optional[str] = None         # where to look for the dataset first
+    epochs: Optional[int] = None           # passes over the training set
+    batch_size: Optional[int] = None       # global batch (split across distributed ranks)
+    optimizer: Optional[str] = None        # sgd (with Nesterov momentum) | adamw
+    lr: Optional[float] = None             # peak learning rate for the whole (global) batch
+    momentum: Optional[float] = None       # SGD momentum / AdamW beta1
+    weight_decay: Optional[float] = None   # L2 on conv/linear weights (not on biases or norm parameters)
+    schedule: Optional[str] = None         # onecycle | cosine | step | paper | constant
+    warmup: Optional[float] = None         # fraction of all steps spent warming up linearly (onecycle: rise)
+    label_smoothing: Optional[float] = None  # cross-entropy label smoothing, 0..1
+    augment: Optional[str] = None          # crop=N,flip,cutout=N | none; None: the dataset's default
+    resize: Optional[int] = None           # train and test at resize×resize (e.g. 96 or 224 for d2l's nets)
+    device: str = "auto"                   # auto | cpu | cuda | mps
+    precision: str = "fp32"                # fp32 | bf16 | fp16 (autocast; fp16 uses a grad scaler)
+    channels_last: Optional[bool] = None   # NHWC memory format (default: on)
+    compile: bool = False                  # torch.compile the model
+    seed: int = 0                          # seeds init, batch order, augmentation and dropout
+    max_steps: Optional[int] = None        # stop after this many optimizer steps (quick checks)
+    eval_every: int = 1                    # evaluate on the test split every N epochs (and at the end)
+    threads: Optional[int] = None          # CPU threads for torch (default: torch's choice)
+    out: Optional[str] = None              # run directory (default: runs/NNN-model-data)
+    overrides: dict = field(default_factory=dict)  # zoo options, e.g. {"shortcut": "B"}
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            import difflib
+
+            hints = [f"{u} (did you mean {difflib.get_close_matches(u, known, 1)[0]}?)"
+                     if difflib.get_close_matches(u, known, 1) else u for u in sorted(unknown)]
+            raise UsageError(f"unknown config key(s): {', '.join(hints)}")
+        return cls(**d)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+        import yaml
+
+        p = Path(path)
+        if not p.is_file():
+            raise UsageError(f"config file {str(p)!r} does not exist")
+        try:
+            d = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UsageError(f"{p}: not valid YAML: {e}") from None
+        if not isinstance(d, dict):
+            raise UsageError(f"{p}: expected a mapping of config keys")
+        return cls.from_dict(d)
+
+
+# Per-family recipes. Sources: He et al. 2016 §4.2 for the CIFAR ResNets (SGD 0.1, momentum 0.9,
+# wd 1e-4, batch 128, lr/10 at 50% and 75%); the small-CNN recipe (SGD+Nesterov one-cycle, label
+# smoothing 0.1, flips) is the lean loop measured on Fashion-MNIST in the project's reference notes.
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "small": dict(epochs=8, batch_size=256, optimizer="sgd", lr=0.2, momentum=0.9, weight_decay=5e-4,
+                  schedule="onecycle", warmup=0.25, label_smoothing=0.1),
+    "resnet-cifar": dict(epochs=30, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4,
+                         schedule="paper", warmup=0.0, label_smoothing=0.0),
+    "plain-cifar": dict(epochs=30, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4,
+                        schedule="paper", warmup=0.0, label_smoothing=0.0),
+    "large": dict(epochs=10, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4,
+                  schedule="onecycle", warmup=0.2, label_smoothing=0.1),
+}
+FAMILY_OF = {"lenet": "small", "cnn": "small", "sepnet": "small", "resnet-cifar": "resnet-cifar",
+             "plain-cifar": "plain-cifar", "resnet": "large", "vgg": "large", "mobilenet": "large"}
+
+
+def resolve(cfg: TrainConfig, family: str | None) -> TrainConfig:
+    """Fill every ``None`` from the family's recipe and check the values."""
+    recipe = FAMILY_DEFAULTS[FAMILY_OF.get(family or "", "small")]
+    out = dataclasses.replace(cfg)
+    for k, v in recipe.items():
+        if getattr(out, k) is None:
+            setattr(out, k, v)
+    if out.channels_last is None:
+        out.channels_last = True
+    _check(out)
+    return out
+
+
+def _check(c: TrainConfig) -> None:
+    def need(ok: bool, msg: str):
+        if not ok:
+            raise UsageError(msg)
+
+    need(c.epochs >= 1, f"--epochs must be >= 1, got {c.epochs}")
+    need(c.batch_size >= 1, f"--batch-size must be >= 1, got {c.batch_size}")
+    need(c.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {c.optimizer!r}")
+    need(c.lr > 0, f"--lr must be > 0, got {c.lr}")
+    need(0 <= c.momentum < 1, f"--momentum must be in [0, 1), got {c.momentum}")
+    need(c.weight_decay >= 0, f"--weight-decay must be >= 0, got {c.weight_decay}")
+    need(c.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, got {c.schedule!r}")
+    need(0 <= c.warmup < 1, f"--warmup is a fraction of the steps in [0, 1), got {c.warmup}")
+    need(0 <= c.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {c.label_smoothing}")
+    need(c.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}, got {c.device!r}")
+    need(c.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}, got {c.precision!r}")
+    need(c.resize is None or c.resize >= 1, f"--resize must be >= 1, got {c.resize}")
+    need(c.max_steps is None or c.max_steps >= 1, f"--max-steps must be >= 1, got {c.max_steps}")
+    need(c.eval_every >= 1, f"--eval-every must be >= 1, got {c.eval_every}")
+    need(c.threads is None or c.threads >= 1, f"--threads must be >= 1, got {c.threads}")

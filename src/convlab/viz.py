@@ -1,0 +1,75 @@
+"""Plots: training curves and confusion matrices (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(rows: list[dict], path: Path, title: str = "") -> Path:
+    """Loss and accuracy per epoch, train and test, side by side."""
+    plt = _plt()
+    ep = [r["epoch"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a.plot(ep, [r["train_loss"] for r in rows], "o-", label="train")
+    te = [(r["epoch"], r["test_loss"], r["test_acc"]) for r in rows if r.get("test_acc") is not None]
+    if te:
+        a.plot([t[0] for t in te], [t[1] for t in te], "s-", label="test")
+    a.set_xlabel("epoch")
+    a.set_ylabel("cross-entropy")
+    a.set_title("loss")
+    a.legend()
+    a.grid(alpha=0.3)
+    b.plot(ep, [100 * r["train_acc"] for r in rows], "o-", label="train")
+    if te:
+        b.plot([t[0] for t in te], [100 * t[2] for t in te], "s-", label="test")
+        best = max(te, key=lambda t: t[2])
+        b.annotate(f"{100 * best[2]:.2f}%", (best[0], 100 * best[2]), textcoords="offset points", xytext=(0, 6),
+                   ha="center")
+    b.set_xlabel("epoch")
+    b.set_ylabel("accuracy (%)")
+    b.set_title("accuracy")
+    b.legend()
+    b.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_confusion(matrix, classes: list[str], path: Path, title: str = "") -> Path:
+    """Confusion matrix with row-normalised colours and counts in the cells."""
+    import numpy as np
+
+    plt = _plt()
+    m = np.asarray(matrix)
+    norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    n = len(classes)
+    size = max(5, 0.55 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), classes, rotation=45, ha="right")
+    ax.set_yticks(range(n), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(int(m[i, j])), ha="center", va="center", fontsize=8,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
