@@ -3,7 +3,7 @@
 import gzip
 import io
 import os
-import pickle
+import pickle  # noqa: F401 - the evil pickle below
 import urllib.error
 from pathlib import Path
 
@@ -16,42 +16,9 @@ from convlab.data import Augment, Batcher, load, registry
 from convlab.data.batcher import cutout, random_crop_flip
 from convlab.data.formats import load_cifar_pickle, read_idx, write_idx
 from convlab.errors import ConvlabError, DataError
+from minidata import make_cifar10, make_idx_dataset
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
-
-
-def make_idx_dataset(folder: Path, n_train=50, n_test=20, classes=10, compress=True, seed=0):
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    parts = {}
-    for split, n in (("train", n_train), ("t10k", n_test)):
-        x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        y = rng.integers(0, classes, n, dtype=np.uint8)
-        sfx = ".gz" if compress else ""
-        write_idx(folder / f"{split}-images-idx3-ubyte", x, compress)
-        write_idx(folder / f"{split}-labels-idx1-ubyte", y, compress)
-        if compress:
-            for kind in ("images-idx3", "labels-idx1"):
-                p = folder / f"{split}-{kind}-ubyte"
-                p.rename(p.with_name(p.name + sfx))
-        parts[split] = (x, y)
-    return parts
-
-
-def make_cifar10(folder: Path, per_batch=6, seed=0):
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    batches = {}
-    for name in ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]:
-        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-        labels = [int(v) for v in rng.integers(0, 10, per_batch)]
-        with open(folder / name, "wb") as f:
-            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data,
-                         b"filenames": [b"x.png"] * per_batch}, f, protocol=2)
-        batches[name] = (data, labels)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [c.encode() for c in registry.CIFAR10_CLASSES], b"num_vis": 3072}, f, protocol=2)
-    return batches
 
 
 @pytest.fixture(autouse=True)

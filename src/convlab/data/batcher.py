@@ -103,13 +103,20 @@ class Batcher:
         else:
             order = torch.arange(n)
         if self.world_size > 1:
-            per = n // self.world_size if self.train else math.ceil(n / self.world_size)
-            order = order[self.rank * per: (self.rank + 1) * per]
+            if self.train:  # rank r takes the r-th slice of every global batch: the same batches as one process
+                b, w = self.batch_size, self.world_size
+                steps = n // (b * w)
+                order = order[: steps * b * w].view(steps, w, b)[:, self.rank].reshape(-1)
+            else:
+                per = math.ceil(n / self.world_size)
+                order = order[self.rank * per: (self.rank + 1) * per]
         return order.to(self.device)
 
     def __len__(self) -> int:
         n = self.x.shape[0]
-        n = n // self.world_size if self.train else math.ceil(n / self.world_size)
+        if self.train and self.world_size > 1:
+            return n // (self.batch_size * self.world_size)
+        n = math.ceil(n / self.world_size) if self.world_size > 1 else n
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     @property

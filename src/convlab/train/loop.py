@@ -292,6 +292,7 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
 
     t_start = time.perf_counter() - wall_before
     epoch, done_batch = start_epoch, start_batch
+    stop = _StopRequest(enabled=d.world == 1)
     try:
         for epoch in range(start_epoch, cfg.epochs):
             if step >= total_steps:
@@ -329,6 +330,8 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
                 reporter.step(batch_i + 1, loss_sum / seen, correct / seen, seen, time.perf_counter() - t_epoch)
                 partial = (loss_sum, correct, seen)
                 done_batch = batch_i + 1
+                if stop.requested:  # Ctrl-C: stop at this step boundary, where the state is consistent
+                    raise _Stop
             else:
                 done_batch = steps_per_epoch
             epoch_s = time.perf_counter() - t_epoch
@@ -353,22 +356,26 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
             if improved and d.main:
                 rundir.copy_best()
             partial = (0.0, 0, 0)
-    except KeyboardInterrupt:
+    except (_Stop, KeyboardInterrupt) as e:
         reporter.close()
-        if done_batch >= steps_per_epoch and len(metrics) > epoch:
-            checkpoint(epoch + 1, 0, (0.0, 0, 0))  # the epoch finished and was recorded
-        else:
-            checkpoint(epoch, done_batch, partial)
         run.interrupted = True
+        if isinstance(e, _Stop):
+            if done_batch >= steps_per_epoch and len(metrics) > epoch:
+                checkpoint(epoch + 1, 0, (0.0, 0, 0))  # the epoch finished and was recorded
+            else:
+                checkpoint(epoch, done_batch, partial)
+            where = f"epoch {epoch + 1}, batch {done_batch}"
+        else:  # a second Ctrl-C (or one outside the loop): the last checkpoint written stays as it is
+            where = "its last saved state"
         if d.main:
-            print(f"\ninterrupted: {rundir.path}/last.pt holds epoch {epoch + 1}, batch {done_batch}; resume with:\n"
-                  f"  convlab train {_quote(cfg.model)} --data {cfg.data} --out {rundir.path} --resume",
-                  file=sys.stderr)
+            print(f"\ninterrupted: {rundir.path}/last.pt holds {where}; resume with:\n"
+                  f"  convlab train --out {rundir.path} --resume", file=sys.stderr)
         return run
     except TrainingError:
         reporter.close()
         raise
     finally:
+        stop.restore()
         reporter.close()
         if d.main and metrics:
             rundir.plot(metrics)
@@ -382,8 +389,35 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
     return run
 
 
-def _quote(s: str) -> str:
-    return f'"{s}"' if any(ch in s for ch in " ()[]") else s
+class _Stop(Exception):
+    """Raised inside the loop at a step boundary after Ctrl-C."""
+
+
+class _StopRequest:
+    """The first Ctrl-C asks the loop to stop after the current step (then it saves and exits); a
+    second one interrupts at once. Only in the main thread of a single-process run."""
+
+    def __init__(self, enabled: bool):
+        import signal
+        import threading
+
+        self.requested = False
+        self.previous = None
+        if enabled and threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step (Ctrl-C again to stop at once) ...", file=sys.stderr, flush=True)
+
+    def restore(self) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
 
 
 @torch.no_grad()

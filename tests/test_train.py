@@ -1,0 +1,196 @@
+"""Training runs on miniature data: run directory, reproducibility, resume, Ctrl-C, NaN, DDP, eval."""
+
+import json
+import os
+import signal
+import socket
+
+import pytest
+import torch
+import yaml
+from minidata import make_idx_dataset
+
+from convlab.cli import main
+from convlab.errors import ConvlabError
+from convlab.train import TrainConfig, TrainingError, train
+from convlab.train.loop import lr_at
+
+SPEC = "conv(4,3,p=1) bn relu maxpool(2) conv(8,3,p=1) relu gap flatten dropout(0.2) fc(10)"
+
+
+@pytest.fixture
+def mini(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    make_idx_dataset(tmp_path / "fm", n_train=96, n_test=40, learnable=True)
+    return tmp_path
+
+
+def cfg(tmp_path, **kw):
+    base = dict(model=SPEC, data="fashion-mnist", data_dir=str(tmp_path / "fm"), epochs=2, batch_size=16, lr=0.05,
+                device="cpu", augment="crop=2,flip", threads=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def final_weights(run_dir):
+    return torch.load(os.path.join(run_dir, "last.pt"), weights_only=True)["model"]
+
+
+def test_run_directory_holds_everything(mini):
+    run = train(config=cfg(mini, out="runs/a"), progress=False)
+    d = mini / "runs" / "a"
+    for f in ["config.yaml", "model.spec", "summary.txt", "summary.json", "metrics.jsonl", "metrics.csv", "last.pt",
+              "best.pt", "curves.png"]:
+        assert (d / f).is_file(), f
+    rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert set(rows[0]) >= {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "images_per_s",
+                            "epoch_s", "wall_s"}
+    saved = yaml.safe_load((d / "config.yaml").read_text())
+    assert saved["lr"] == 0.05 and saved["schedule"] == "onecycle" and saved["weight_decay"] is not None
+    ck = torch.load(d / "last.pt", weights_only=True)  # plain types only
+    assert ck["epoch"] == 2 and ck["config"]["model"] == SPEC and "torch" in ck["rng"]
+    assert run.test_acc == rows[-1]["test_acc"]
+    assert (d / "model.spec").read_text().strip().startswith("conv(4,3,p=1)")
+
+
+def test_learns_a_learnable_task(mini):
+    run = train(config=cfg(mini, out="runs/learn", epochs=4, augment="none"), progress=False)
+    assert run.test_acc > 0.9  # bright vs dark images
+
+
+def test_same_seed_same_metrics(mini):
+    a = train(config=cfg(mini, out="runs/s1"), progress=False)
+    b = train(config=cfg(mini, out="runs/s2"), progress=False)
+    keys = ["train_loss", "train_acc", "test_loss", "test_acc", "lr"]
+    assert [[m[k] for k in keys] for m in a.metrics] == [[m[k] for k in keys] for m in b.metrics]
+    wa, wb = final_weights(mini / "runs/s1"), final_weights(mini / "runs/s2")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    c = train(config=cfg(mini, out="runs/s3", seed=1), progress=False)
+    assert c.metrics[-1]["train_loss"] != a.metrics[-1]["train_loss"]
+
+
+@pytest.mark.parametrize("stop_at", [3, 6, 8])  # mid-epoch 1, the first step of epoch 2, mid-epoch 2
+def test_resume_after_ctrl_c_gives_the_same_weights(mini, monkeypatch, stop_at):
+    full = train(config=cfg(mini, out="runs/full"), progress=False)
+    original = torch.optim.SGD.step
+    calls = {"n": 0}
+
+    def interrupting_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == stop_at:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during this step
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", interrupting_step)
+    part = train(config=cfg(mini, out="runs/part"), progress=False)
+    assert part.interrupted
+    monkeypatch.setattr(torch.optim.SGD, "step", original)
+    resumed = train(config=TrainConfig(out="runs/part", device="cpu", threads=1), resume=True, progress=False)
+    assert not resumed.interrupted
+    wf, wr = final_weights(mini / "runs/full"), final_weights(mini / "runs/part")
+    assert all(torch.equal(wf[k], wr[k]) for k in wf)
+    assert [m["test_acc"] for m in resumed.metrics] == [m["test_acc"] for m in full.metrics]
+
+
+def test_nan_loss_stops_with_a_clear_message(mini):
+    with pytest.raises(TrainingError, match=r"loss became (nan|inf).*Lower --lr"):
+        train(config=cfg(mini, out="runs/nan", lr=1e30, augment="none"), progress=False)
+
+
+def test_existing_run_is_never_overwritten(mini):
+    train(config=cfg(mini, out="runs/keep", epochs=1), progress=False)
+    before = (mini / "runs/keep/metrics.jsonl").read_bytes()
+    with pytest.raises(ConvlabError, match="already holds a run"):
+        train(config=cfg(mini, out="runs/keep", epochs=1), progress=False)
+    assert (mini / "runs/keep/metrics.jsonl").read_bytes() == before
+
+
+def test_auto_numbered_run_dirs(mini):
+    a = train(config=cfg(mini, epochs=1, max_steps=2, model="lenet-modern"), progress=False)
+    b = train(config=cfg(mini, epochs=1, max_steps=2, model="lenet-modern"), progress=False)
+    assert a.dir.name == "001-lenet-modern-fashion-mnist" and b.dir.name == "002-lenet-modern-fashion-mnist"
+    assert len(a.metrics) == 1
+
+
+def test_schedules():
+    c = TrainConfig(lr=1.0, schedule="paper", warmup=0.0)
+    assert [lr_at(s, 100, c) for s in (0, 49, 50, 74, 75, 99)] == [1.0, 1.0, pytest.approx(0.1), pytest.approx(0.1),
+                                                                   pytest.approx(0.01), pytest.approx(0.01)]
+    c = TrainConfig(lr=1.0, schedule="onecycle", warmup=0.25)
+    assert lr_at(0, 100, c) == 0 and lr_at(25, 100, c) == 1.0 and lr_at(100, 100, c) == 0
+    c = TrainConfig(lr=1.0, schedule="cosine", warmup=0.0)
+    assert lr_at(50, 100, c) == pytest.approx(0.5)
+
+
+def test_bad_model_output_and_config(mini):
+    with pytest.raises(TrainingError, match="has 10 classes"):
+        import torch.nn as nn
+
+        train(nn.Sequential(nn.Flatten(), nn.Linear(784, 3)), "fashion-mnist",
+              cfg(mini, out="runs/bad", model="custom"), progress=False)
+    with pytest.raises(ConvlabError, match="--lr must be > 0"):
+        train(config=cfg(mini, out="runs/bad2", lr=-1.0), progress=False)
+    with pytest.raises(ConvlabError, match="unknown config key.*did you mean lr"):
+        TrainConfig.from_dict({"lrr": 0.1})
+
+
+def test_cli_train_and_eval(mini, capsys):
+    rc = main(["train", SPEC, "--data", "fashion-mnist", "--data-dir", str(mini / "fm"), "--epochs", "1",
+               "--batch-size", "16", "--out", "runs/cli", "--no-progress", "--device", "cpu", "--threads", "1"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "epoch   1/1" in out and "test accuracy:" in out
+    assert main(["eval", "runs/cli", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    best = torch.load(mini / "runs/cli/best.pt", weights_only=True)["best_acc"]
+    assert res["accuracy"] == pytest.approx(best) and res["n"] == 40
+    assert sum(map(sum, res["confusion"])) == 40 and (mini / "runs/cli/confusion-test.png").is_file()
+    assert main(["train"]) == 2
+    assert main(["train", SPEC, "--lr", "-3", "--data-dir", str(mini / "fm")]) == 2
+
+
+# ---------------------------------------------------------------- distributed (2 processes, gloo, CPU)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, tmp, config_dict):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    os.chdir(tmp)
+    torch.set_num_threads(1)
+    train(config=TrainConfig(**config_dict), progress=False)
+    import torch.distributed as dist
+
+    dist.destroy_process_group()
+
+
+def test_ddp_two_processes_match_one(mini):
+    import torch.multiprocessing as mp
+
+    spec = "conv(4,3,p=1) relu maxpool(2) flatten fc(10)"  # no BatchNorm: per-rank statistics would differ
+    common = dict(model=spec, data="fashion-mnist", data_dir=str(mini / "fm"), epochs=2, batch_size=16, lr=0.05,
+                  device="cpu", augment="none", threads=1)
+    single = train(config=TrainConfig(**common, out=str(mini / "runs/single")), progress=False)
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(mini), {**common, "out": str(mini / "runs/ddp")}),
+                       nprocs=2, join=True, start_method="spawn")
+    ws, wd = final_weights(mini / "runs/single"), final_weights(mini / "runs/ddp")
+    assert all(torch.allclose(ws[k], wd[k], atol=1e-5) for k in ws)
+    rows = [json.loads(x) for x in (mini / "runs/ddp/metrics.jsonl").read_text().splitlines()]
+    assert [r["test_acc"] for r in rows] == pytest.approx([m["test_acc"] for m in single.metrics])
+    assert rows[-1]["train_loss"] == pytest.approx(single.metrics[-1]["train_loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"), reason="Fashion-MNIST not installed")
+def test_lenet_modern_defaults_reach_91_percent(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.set_num_threads(os.cpu_count() or 1)
+    run = train("lenet-modern", "fashion-mnist", TrainConfig(device="cpu"), progress=False)
+    assert run.test_acc >= 0.91
