@@ -241,12 +241,16 @@ def cmd_zoo(args) -> int:
 
     t = Table(box=box.SIMPLE_HEAVY)
     for h in ("model", "family", "input", "params", "MACs", "options", "source"):
-        t.add_column(h, justify="right" if h in ("params", "MACs") else "left", overflow="fold")
+        t.add_column(h, justify="right" if h in ("params", "MACs") else "left", no_wrap=h != "source",
+                     overflow="ellipsis", max_width=None if h != "source" else 60)
     for r in rows:
         mark = "" if r["published_params"] in (None, r["params"]) else " (!)"
         t.add_row(r["name"], r["family"], "×".join(map(str, r["input"])), f"{r['params']:,}{mark}",
                   _si_text(r["macs"]), ", ".join(f"{k}={v}" for k, v in r["options"].items()), r["source"])
-    Console().print(t)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(t)
     print("params: trainable parameters at the default input and class count (BatchNorm statistics not included); "
           "options: convlab summary resnet20:shortcut=B")
     return EXIT_OK
@@ -345,6 +349,19 @@ def cmd_eval(args) -> int:
     for c, row in zip(result["classes"], result["confusion"]):
         print(f"  {c[:width]:<{width}} " + " ".join(f"{v:5d}" for v in row))
     print(f"saved: {result['confusion_png']} and {result['json']}")
+    return EXIT_OK
+
+
+def cmd_tour(args) -> int:
+    from . import tour
+
+    if args.topic and args.topic not in tour.TOPICS:
+        import difflib
+
+        close = difflib.get_close_matches(args.topic, list(tour.TOPICS), n=1)
+        raise UsageError(f"unknown topic {args.topic!r}" + (f" — did you mean {close[0]!r}?" if close else "")
+                         + f"; topics: {', '.join(tour.TOPICS)}")
+    print("\n".join(tour.run(args.topic)))
     return EXIT_OK
 
 
@@ -507,6 +524,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
     sp.add_argument("--out", metavar="DIR", help="where to write confusion.png/eval.json (default: the run)")
     sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = add("tour", cmd_tour, "The course notes' concepts, each with its numbers computed live.",
+             ["convlab tour", "convlab tour edges", "convlab tour parameters"])
+    sp.add_argument("topic", nargs="?", help="cross-correlation, edges, learning, padding, channels, 1x1, pooling, "
+                                              "parameters, receptive-field (default: all)")
 
     sp = add("zoo", cmd_zoo, "The registered models, with parameters and MACs at their default input.",
              ["convlab zoo", "convlab zoo 'resnet*'", "convlab zoo --json"])

@@ -249,7 +249,7 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
     train_batches = Batcher(ds.train_x, ds.train_y, ds.mean, ds.std, batch_size=per_rank, device=device,
                             train=True, augment=augment, seed=cfg.seed, rank=d.rank, world_size=d.world,
                             channels_last=cfg.channels_last, resize=cfg.resize)
-    test_batches = Batcher(ds.test_x, ds.test_y, ds.mean, ds.std, batch_size=max(per_rank, 256), device=device,
+    test_batches = Batcher(ds.test_x, ds.test_y, ds.mean, ds.std, batch_size=max(per_rank, 1024), device=device,
                            rank=d.rank, world_size=d.world, channels_last=cfg.channels_last, resize=cfg.resize)
     steps_per_epoch = len(train_batches)
     if steps_per_epoch == 0:
