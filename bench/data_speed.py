@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from convlab.data import Augment, Batcher
-from convlab.errors import DataError
+from _common import fashion_mnist_or_random
 
 
 class PerSample(TorchDataset):
@@ -57,15 +57,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers for the textbook pipeline")
     args = ap.parse_args()
-    try:
-        from convlab.data import load
-
-        ds = load("fashion-mnist", download=False)
-        x, y, mean, std, what = ds.train_x, ds.train_y, ds.mean, ds.std, "Fashion-MNIST"
-    except DataError:
-        x = torch.randint(0, 256, (60000, 1, 28, 28), dtype=torch.uint8)
-        y = torch.randint(0, 10, (60000,))
-        mean, std, what = (0.286,), (0.353,), "random 60000x1x28x28 (Fashion-MNIST not installed)"
+    x, y, mean, std, what = fashion_mnist_or_random()
     fast = Batcher(x, y, mean, std, batch_size=args.batch_size, train=True, augment=Augment(crop=4, flip=True))
     slow = DataLoader(PerSample(x, y, mean, std), batch_size=args.batch_size, shuffle=True, drop_last=True,
                       num_workers=args.workers)

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 import convlab
 from convlab.data import Augment, Batcher
-from convlab.errors import DataError
+from _common import fashion_mnist_or_random
 
 
 class Textbook(TorchDataset):
@@ -71,15 +71,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=256)
     args = ap.parse_args()
-    try:
-        from convlab.data import load
-
-        ds = load("fashion-mnist", download=False)
-        x, y, mean, std, what = ds.train_x, ds.train_y, ds.mean, ds.std, "Fashion-MNIST"
-    except DataError:
-        x = torch.randint(0, 256, (60000, 1, 28, 28), dtype=torch.uint8)
-        y = torch.randint(0, 10, (60000,))
-        mean, std, what = (0.286,), (0.353,), "random 60000x1x28x28 (Fashion-MNIST not installed)"
+    x, y, mean, std, what = fashion_mnist_or_random()
     print(f"data: {what}; batch {args.batch_size}; torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     print(f"{'model':<14} {'convlab img/s':>14} {'textbook img/s':>15} {'ratio':>7}")
     for name, steps in (("lenet-modern", args.steps), ("resnet20", max(5, args.steps // 4))):

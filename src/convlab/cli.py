@@ -356,11 +356,10 @@ def cmd_tour(args) -> int:
     from . import tour
 
     if args.topic and args.topic not in tour.TOPICS:
-        import difflib
+        from .errors import did_you_mean
 
-        close = difflib.get_close_matches(args.topic, list(tour.TOPICS), n=1)
-        raise UsageError(f"unknown topic {args.topic!r}" + (f" — did you mean {close[0]!r}?" if close else "")
-                         + f"; topics: {', '.join(tour.TOPICS)}")
+        raise UsageError(f"unknown topic {args.topic!r}{did_you_mean(args.topic, tour.TOPICS, 1)}; "
+                         f"topics: {', '.join(tour.TOPICS)}")
     print("\n".join(tour.run(args.topic)))
     return EXIT_OK
 

@@ -8,6 +8,14 @@ message on one line (plus the detail lines that follow it) and exits 2; library 
 from __future__ import annotations
 
 
+def did_you_mean(word: str, choices, n: int = 3) -> str:
+    """' — did you mean 'a' or 'b'?' for the close matches of ``word`` among ``choices`` ('' if none)."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=n, cutoff=0.5)
+    return " — did you mean " + " or ".join(f"'{c}'" for c in close) + "?" if close else ""
+
+
 class ConvlabError(Exception):
     """Base class of every error convlab raises because of what the user gave it."""
 

@@ -14,6 +14,14 @@ def _plt():
     return plt
 
 
+def _style(ax, ylabel: str, title: str) -> None:
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+
+
 def plot_curves(rows: list[dict], path: Path, title: str = "") -> Path:
     """Loss and accuracy per epoch, train and test, side by side."""
     plt = _plt()
@@ -23,22 +31,14 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> Path:
     te = [(r["epoch"], r["test_loss"], r["test_acc"]) for r in rows if r.get("test_acc") is not None]
     if te:
         a.plot([t[0] for t in te], [t[1] for t in te], "s-", label="test")
-    a.set_xlabel("epoch")
-    a.set_ylabel("cross-entropy")
-    a.set_title("loss")
-    a.legend()
-    a.grid(alpha=0.3)
+    _style(a, "cross-entropy", "loss")
     b.plot(ep, [100 * r["train_acc"] for r in rows], "o-", label="train")
     if te:
         b.plot([t[0] for t in te], [100 * t[2] for t in te], "s-", label="test")
         best = max(te, key=lambda t: t[2])
         b.annotate(f"{100 * best[2]:.2f}%", (best[0], 100 * best[2]), textcoords="offset points", xytext=(0, 6),
                    ha="center")
-    b.set_xlabel("epoch")
-    b.set_ylabel("accuracy (%)")
-    b.set_title("accuracy")
-    b.legend()
-    b.grid(alpha=0.3)
+    _style(b, "accuracy (%)", "accuracy")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -7,13 +7,12 @@ paper or torchvision publishes (for the default input and class count), and the 
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .errors import ConvlabError
+from .errors import ConvlabError, did_you_mean
 
 
 class ZooError(ConvlabError, KeyError):
@@ -60,9 +59,7 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def get(name: str) -> Entry:
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
-        hint = f" — did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ZooError(f"unknown model {name!r}{hint} ('convlab zoo' lists them all)")
+        raise ZooError(f"unknown model {name!r}{did_you_mean(name, _REGISTRY)} ('convlab zoo' lists them all)")
     return _REGISTRY[name]
 
 

@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, did_you_mean
 from .formats import IDX_IMAGES, IDX_LABELS, check_labels, md5, open_maybe_gz, read_cifar_batch, read_idx, \
     read_image_folder, load_cifar_pickle
 
@@ -119,11 +119,8 @@ def names() -> list[str]:
 
 def source(name: str) -> Source:
     if name not in SOURCES:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(SOURCES), n=2, cutoff=0.5)
-        hint = f" — did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise DataError(f"unknown dataset {name!r}{hint}; known: {', '.join(SOURCES)}, or folder:PATH")
+        raise DataError(f"unknown dataset {name!r}{did_you_mean(name, SOURCES, 2)}; known: {', '.join(SOURCES)}, "
+                        f"or folder:PATH")
     return SOURCES[name]
 
 

@@ -151,22 +151,26 @@ class Act(Layer):
         return self.name
 
 
-@_layer("maxpool", Arg("k", "pair", REQUIRED, ("kernel",)), Arg("s", "pair", None, ("stride",)),
-        Arg("p", "pair", 0, ("padding",)), Arg("ceil", "bool", False, ("ceil_mode",)))
-class MaxPool(Layer):
+_POOL_ARGS = (Arg("k", "pair", REQUIRED, ("kernel",)), Arg("s", "pair", None, ("stride",)),
+              Arg("p", "pair", 0, ("padding",)), Arg("ceil", "bool", False, ("ceil_mode",)))
+
+
+@dataclass(frozen=True)
+class _Pool(Layer):
     k: Pair = 2
-    s: Pair | None = None
+    s: Pair | None = None  # None: the kernel
     p: Pair = 0
     ceil: bool = False
 
 
-@_layer("avgpool", Arg("k", "pair", REQUIRED, ("kernel",)), Arg("s", "pair", None, ("stride",)),
-        Arg("p", "pair", 0, ("padding",)), Arg("ceil", "bool", False, ("ceil_mode",)))
-class AvgPool(Layer):
-    k: Pair = 2
-    s: Pair | None = None
-    p: Pair = 0
-    ceil: bool = False
+@_layer("maxpool", *_POOL_ARGS)
+class MaxPool(_Pool):
+    pass
+
+
+@_layer("avgpool", *_POOL_ARGS)
+class AvgPool(_Pool):
+    pass
 
 
 @_layer("gap")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ..errors import SpecError
+from ..errors import SpecError, did_you_mean
 from .layers import (ACTIVATIONS, ALIASES, KINDS, REQUIRED, VOCABULARY, Act, Arg, Layer, Source, Stage,
                      field_name)
 
@@ -66,11 +65,7 @@ class _Lexer:
         return f"\n  {src}\n  {' ' * (col - 1)}{'^' * max(1, width)}"
 
 
-def _close(word: str, choices: Sequence[str]) -> str:
-    m = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.5)
-    if not m:
-        return ""
-    return " — did you mean " + " or ".join(f"'{x}'" for x in m) + "?"
+_close = did_you_mean
 
 
 def signature(cls: type[Layer]) -> str:

@@ -53,10 +53,9 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            import difflib
+            from ..errors import did_you_mean
 
-            hints = [f"{u} (did you mean {difflib.get_close_matches(u, known, 1)[0]}?)"
-                     if difflib.get_close_matches(u, known, 1) else u for u in sorted(unknown)]
+            hints = [u + did_you_mean(u, known, 1) for u in sorted(unknown)]
             raise UsageError(f"unknown config key(s): {', '.join(hints)}")
         return cls(**d)
 
