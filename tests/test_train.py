@@ -132,7 +132,7 @@ def test_bad_model_output_and_config(mini):
               cfg(mini, out="runs/bad", model="custom"), progress=False)
     with pytest.raises(ConvlabError, match="--lr must be > 0"):
         train(config=cfg(mini, out="runs/bad2", lr=-1.0), progress=False)
-    with pytest.raises(ConvlabError, match="unknown config key.*did you mean lr"):
+    with pytest.raises(ConvlabError, match="unknown config key.*did you mean 'lr'"):
         TrainConfig.from_dict({"lrr": 0.1})
 
 
