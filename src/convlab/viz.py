@@ -15,6 +15,10 @@ def _plt():
 
 
 def _style(ax, ylabel: str, title: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.margins(y=0.12)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -36,8 +40,8 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> Path:
     if te:
         b.plot([t[0] for t in te], [100 * t[2] for t in te], "s-", label="test")
         best = max(te, key=lambda t: t[2])
-        b.annotate(f"{100 * best[2]:.2f}%", (best[0], 100 * best[2]), textcoords="offset points", xytext=(0, 6),
-                   ha="center")
+        b.annotate(f"best {100 * best[2]:.2f}%", (best[0], 100 * best[2]), textcoords="offset points",
+                   xytext=(0, -16), ha="right")
     _style(b, "accuracy (%)", "accuracy")
     if title:
         fig.suptitle(title)
