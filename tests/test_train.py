@@ -194,3 +194,17 @@ def test_lenet_modern_defaults_reach_91_percent(tmp_path, monkeypatch):
     torch.set_num_threads(os.cpu_count() or 1)
     run = train("lenet-modern", "fashion-mnist", TrainConfig(device="cpu"), progress=False)
     assert run.test_acc >= 0.91
+
+
+def test_compare_and_report(mini, capsys):
+    train(config=cfg(mini, out="runs/r1", epochs=1), progress=False)
+    train(config=cfg(mini, out="runs/r2", epochs=2, lr=0.1), progress=False)
+    capsys.readouterr()
+    assert main(["compare", "runs/r1", "runs/r2", "--plot", "cmp.png", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["epochs"] for r in rows] == [1, 2] and rows[1]["params"] is not None
+    assert (mini / "cmp.png").stat().st_size > 1000
+    assert main(["report", "runs/r2"]) == 0
+    page = (mini / "runs/r2/report.html").read_text()
+    assert "data:image/png;base64," in page and "test accuracy" in page and "conv1" in page
+    assert main(["compare", "runs/nope"]) == 2

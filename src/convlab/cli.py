@@ -352,6 +352,36 @@ def cmd_eval(args) -> int:
     return EXIT_OK
 
 
+def cmd_compare(args) -> int:
+    from .report import compare
+
+    rows = compare(args.runs, plot=args.plot)
+    if args.json:
+        _print_json([{k: v for k, v in r.items() if k not in ("metrics", "config")} for r in rows])
+        return EXIT_OK
+
+    def pct(v):
+        return f"{100 * v:.2f}%" if v is not None else "-"
+
+    print(f"{'run':<34} {'model':<22} {'params':>11} {'epochs':>6} {'final acc':>9} {'best acc':>9} {'time':>8}")
+    for r in rows:
+        model = (r["model"] or "?")[:22]
+        params = f"{r['params']:,}" if r["params"] is not None else "-"
+        wall = f"{r['wall_s']:.0f} s" if r["wall_s"] is not None else "-"
+        print(f"{r['name'][:34]:<34} {model:<22} {params:>11} {r['epochs']:>6} {pct(r['final_test_acc']):>9} "
+              f"{pct(r['best_test_acc']):>9} {wall:>8}")
+    if args.plot:
+        print(f"curves: {args.plot}")
+    return EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from .report import report
+
+    print(report(args.run, args.out))
+    return EXIT_OK
+
+
 def cmd_tour(args) -> int:
     from . import tour
 
@@ -523,6 +553,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
     sp.add_argument("--out", metavar="DIR", help="where to write confusion.png/eval.json (default: the run)")
     sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = add("compare", cmd_compare, "Compare finished runs: a table of results and their curves on shared axes.",
+             ["convlab compare runs/001-resnet20-cifar10 runs/002-plain20-cifar10 --plot compare.png",
+              "convlab compare runs/* --json"])
+    sp.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    sp.add_argument("--plot", metavar="FILE.png", help="write test accuracy and train loss curves here")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = add("report", cmd_report, "Write one self-contained HTML page for a run: curves, metrics, model, config.",
+             ["convlab report runs/001-lenet-modern-fashion-mnist"])
+    sp.add_argument("run", metavar="RUN", help="a run directory")
+    sp.add_argument("--out", metavar="FILE.html", help="where to write it (default: RUN/report.html)")
 
     sp = add("tour", cmd_tour, "The course notes' concepts, each with its numbers computed live.",
              ["convlab tour", "convlab tour edges", "convlab tour parameters"])

@@ -229,6 +229,7 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
     from ..analyze import summary
 
     summ = summary(net, input_shape)  # a shape bug stops here, before any step
+    summ.model = cfg.model
     out_shape = summ.output_shape
     if not out_shape or out_shape[-1] != num_classes or len(out_shape) != 2:
         raise TrainingError(f"the model outputs {out_shape} but {cfg.data} has {num_classes} classes; the last "
