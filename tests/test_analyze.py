@@ -171,6 +171,8 @@ def test_renderers_and_schema():
     assert "fc1,Linear,0,1x128,262272,0,262144" in s.to_csv()
     text = str(s)
     assert "fc1" in text and "FLOPs = 2·MACs" in text
+    page = s.to_html()
+    assert page.count("<tr") == len(s.rows) + 1 and "<td>262,272</td>" in page and "Keras convention" in page
 
 
 def test_checks_find_each_problem():

@@ -145,6 +145,22 @@ class Summary:
         lines.extend(f"- rule: {t}" for t in self.rules)
         return "\n".join(lines)
 
+    def to_html(self) -> str:
+        """A standalone HTML table (nested layers indented), with the totals and the counting rules."""
+        import html as h
+
+        head = "".join(f"<th>{h.escape(c)}</th>" for c in self.HEAD)
+        body = []
+        for r in self.rows:
+            cells = self._cells(r)
+            first = f'<td style="padding-left:{0.5 + 1.2 * r.depth}em">{h.escape(cells[0])}</td>'
+            rest = "".join(f"<td>{h.escape(c)}</td>" for c in cells[1:])
+            body.append(f"<tr{'' if r.leaf else ' style=font-weight:bold'}>{first}{rest}</tr>")
+        notes = "".join(f"<li>{h.escape(t)}</li>" for t in self.totals_lines())
+        rules = "".join(f"<li>{h.escape(t)}</li>" for t in self.rules)
+        return (f"<table class=convlab-summary><caption>{h.escape(self.model)}</caption><tr>{head}</tr>"
+                f"{''.join(body)}</table><ul>{notes}</ul><ul class=rules>{rules}</ul>")
+
     def to_csv(self) -> str:
         buf = io.StringIO()
         w = csv.writer(buf)

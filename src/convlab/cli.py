@@ -187,6 +187,8 @@ def cmd_summary(args) -> int:
         print(s.to_markdown())
     elif fmt == "csv":
         print(s.to_csv(), end="")
+    elif fmt == "html":
+        print(s.to_html())
     else:
         s.render()
     return EXIT_OK
@@ -483,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
               "convlab summary lenet --format markdown",
               "convlab summary mypackage.models:Net --input 3,224,224 --batch 32 --json"])
     model_args(sp)
-    sp.add_argument("--format", "-f", choices=["table", "markdown", "csv", "json"], default="table",
+    sp.add_argument("--format", "-f", choices=["table", "markdown", "csv", "json", "html"], default="table",
                     help="output format (default: table)")
     sp.add_argument("--json", action="store_true", help="same as --format json")
 
