@@ -23,7 +23,19 @@ class Source:
     def caret(self) -> str:
         if not self.source:
             return ""
-        return f"\n  {self.source}\n  {' ' * (self.col - 1)}{'^' * max(1, len(self.text))}"
+        return caret_lines(self.source, self.col, len(self.text))
+
+
+def caret_lines(line: str, col: int, width: int, room: int = 100) -> str:
+    """The source line with ^^^ under columns col..col+width-1; long lines are cut to a window around it."""
+    start = 0
+    if len(line) > room:
+        start = max(0, min(col - 1 - room // 3, len(line) - room))
+    shown = line[start:start + room]
+    prefix = "…" if start > 0 else ""
+    suffix = "…" if start + room < len(line) else ""
+    pad = " " * (col - 1 - start + len(prefix))
+    return f"\n  {prefix}{shown}{suffix}\n  {pad}{'^' * max(1, width)}"
 
 
 @dataclass(frozen=True)

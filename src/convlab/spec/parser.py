@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from ..errors import SpecError, did_you_mean
 from .layers import (ACTIVATIONS, ALIASES, KINDS, REQUIRED, VOCABULARY, Act, Arg, Layer, Source, Stage,
-                     field_name)
+                     caret_lines, field_name)
 
 _TOKEN = re.compile(r"""
     (?P<ws>[ \t\r]+)|(?P<nl>\n)|(?P<comment>\#[^\n]*)
@@ -62,7 +62,7 @@ class _Lexer:
 
     def caret(self, line: int, col: int, width: int) -> str:
         src = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
-        return f"\n  {src}\n  {' ' * (col - 1)}{'^' * max(1, width)}"
+        return caret_lines(src, col, width)
 
 
 _close = did_you_mean

@@ -235,6 +235,8 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
         raise TrainingError(f"the model outputs {out_shape} but {cfg.data} has {num_classes} classes; the last "
                             f"layer must give [N, {num_classes}] (zoo and spec models are resized automatically)")
 
+    if len(ds.train_x) < cfg.batch_size:
+        raise UsageError(f"--batch-size {cfg.batch_size} is larger than the training set ({len(ds.train_x)})")
     if state is None:
         rundir = RunDir.create(cfg, resume=False, main=d.main)
     if d.main and state is None:
