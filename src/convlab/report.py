@@ -53,13 +53,11 @@ def compare(runs: list[str], plot: str | Path | None = None) -> list[dict]:
             a.plot([m["epoch"] for m in ms], [m["train_loss"] for m in ms], "o-", label=label)
             ev = [m for m in ms if m.get("test_acc") is not None]
             b.plot([m["epoch"] for m in ev], [100 * m["test_acc"] for m in ev], "s-", label=label)
-        from .viz import _style
+        from .viz import _style, save
 
         for ax, ylabel, title in ((a, "cross-entropy", "train loss"), (b, "accuracy (%)", "test accuracy")):
             _style(ax, ylabel, title)
-        fig.tight_layout()
-        fig.savefig(plot, dpi=110)
-        plt.close(fig)
+        save(fig, plot)
     return rows
 
 

@@ -14,6 +14,14 @@ def _plt():
     return plt
 
 
+def save(fig, path) -> Path:
+    """Lay out, write as PNG, and free the figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return Path(path)
+
+
 def _style(ax, ylabel: str, title: str) -> None:
     from matplotlib.ticker import MaxNLocator
 
@@ -45,10 +53,7 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> Path:
     _style(b, "accuracy (%)", "accuracy")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path)
 
 
 def plot_confusion(matrix, classes: list[str], path: Path, title: str = "") -> Path:
@@ -73,7 +78,4 @@ def plot_confusion(matrix, classes: list[str], path: Path, title: str = "") -> P
                         color="white" if norm[i, j] > 0.5 else "black")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path)
