@@ -1,6 +1,5 @@
 import os
 
-import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 

@@ -5,9 +5,8 @@ import json
 import pytest
 import torch
 import torch.nn as nn
-from hypothesis import assume, given, strategies as st
+from hypothesis import given, strategies as st
 
-import convlab
 from convlab import build, parse
 from convlab.errors import ConvlabError, ShapeError, SpecError
 from convlab.plan import plan

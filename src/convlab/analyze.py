@@ -843,10 +843,6 @@ def _getitem_rule(tr, args, kwargs):
     return _meta(shape, x, rf)
 
 
-def _cat_dispatch(tr, args, kwargs):
-    return _cat_rule(tr, args, kwargs)
-
-
 _RULES: dict[str, Any] = {}
 for _n in ("conv2d",):
     _RULES[_n] = _conv_rule
@@ -873,9 +869,9 @@ for _n in ("add_", "__iadd__", "mul_", "__imul__", "sub_", "__isub__", "div_", "
 _RULES["flatten"] = _flatten_rule
 for _n in ("view", "reshape"):
     _RULES[_n] = _reshape_rule
-_RULES["cat"] = _cat_dispatch
+_RULES["cat"] = _cat_rule
 _RULES["__getitem__"] = _getitem_rule
-_RULES["concat"] = _cat_dispatch
+_RULES["concat"] = _cat_rule
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ ever returns a size below 1.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Sequence, Union

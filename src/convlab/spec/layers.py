@@ -5,7 +5,7 @@ The parser fills these from text, YAML or JSON; the planner, the builder and the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
 Pair = Union[int, tuple[int, int]]
@@ -262,7 +262,3 @@ VOCABULARY = sorted([*KINDS, *ACTIVATIONS, *ALIASES])
 
 def field_name(arg: Arg) -> str:
     return "in_" if arg.name == "in" else arg.name
-
-
-def layer_fields(cls: type[Layer]) -> list[str]:
-    return [f.name for f in fields(cls) if f.name != "src"]

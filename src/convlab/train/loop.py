@@ -14,7 +14,6 @@ DistributedDataParallel; rank 0 alone writes.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import sys
@@ -172,11 +171,6 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig):
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    model = getattr(model, "module", model)  # DDP
-    return getattr(model, "_orig_mod", model)  # torch.compile
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,7 +475,3 @@ class _Reporter:
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
-
-
-def read_metrics(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
