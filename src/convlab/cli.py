@@ -505,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print JSON")
 
     sp = add("train", cmd_train, "Train a model on a dataset: fast, reproducible, resumable runs.",
-             ["convlab train lenet-modern --data fashion-mnist           # ~91% in about 25 s on 2 cores",
+             ["convlab train lenet-modern --data fashion-mnist           # 91% in 25-35 s on 2 cores",
               "convlab train resnet20 --data cifar10 --epochs 30 --device cuda --precision bf16",
               "convlab train \"conv(32,3,p=1) bn relu maxpool(2) flatten fc(10)\" --data mnist --epochs 3",
               "convlab train vgg-d2l --data fashion-mnist --resize 224 --epochs 10",
