@@ -417,7 +417,7 @@ class _StopRequest:
             self.previous = None
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(model, batches, d: Dist, device, autocast=contextlib.nullcontext()) -> tuple[float, float]:
     """Mean cross-entropy and accuracy over a split, summed across ranks."""
     was = model.training
