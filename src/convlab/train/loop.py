@@ -281,9 +281,9 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
     reporter = _Reporter(d.main, show, cfg.epochs)
     run = Run(rundir.path if d.main else None, cfg, metrics, best, net)
 
-    def checkpoint(epoch: int, batch: int, part, name: str = "last.pt") -> None:
+    def checkpoint(epoch: int, batch: int, part) -> None:
         if d.main:
-            save_checkpoint(rundir.path / name, net, optimizer, scaler, cfg, epoch=epoch, batch=batch, step=step,
+            save_checkpoint(rundir.path / "last.pt", net, optimizer, scaler, cfg, epoch=epoch, batch=batch, step=step,
                             best_acc=run.best_acc, partial=part)
         _barrier(d)
 
