@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import gc
 import io
 import json
@@ -280,12 +281,9 @@ def _summary_from_plan(p, batch_size: int, label: str) -> Summary:
             total_nt += node.non_trainable
             macs += node.macs * batch_size
         own = (0, 0, 0) if node.reuse else (node.trainable, node.non_trainable, node.macs * batch_size)
-        layer = node.layer
         row = Row(node.name, node.type, depth, [batch_size, *node.in_shape], [batch_size, *node.out_shape],
                   receptive_field=_rf_dict(node.rf) if node.rf is not None else "global", own=own,
                   info=dict(node.info))
-        if layer is not None and getattr(layer, "src", None) is not None:
-            row.info["token"] = layer.src.text
         rows.append(row)
         if not node.children:
             act += math.prod(node.out_shape) * batch_size * 4
@@ -426,7 +424,7 @@ class _Tracer:
                 own = [(id(p), p.numel(), p.requires_grad) for p in m._parameters.values() if p is not None]
                 own += [(id(b), b.numel(), False) for n, b in m._buffers.items()
                         if b is not None and n.startswith("running_") and b.is_floating_point()]
-                rule = _LEAF_RULES.get(type(m))
+                rule = _leaf_table().get(type(m))
                 if rule is not None and isinstance(m, torch.nn.Conv2d) and m.padding_mode != "zeros":
                     rule = None
                 self.all_owned.extend(own)
@@ -616,22 +614,15 @@ def _rf_of(t):
 
 
 def _merge_rfs(rfs):
-    """Field of a sum of branches: the largest; a global branch makes it global; unknown ones are skipped."""
+    """Field of a sum of branches: the widest; a global branch makes it global; unknown ones are skipped."""
     if GLOBAL in rfs:
         return GLOBAL
     known = [r for r in rfs if r is not None]
-    if not known:
-        return None
-    out = known[0]
-    for r in known[1:]:
-        out = tuple(out[i] if out[i][0] >= r[i][0] else r[i] for i in range(2))
-    return out
+    return arith.rf_widest(known) if known else None
 
 
 def _rf_step2(rf, k, s, p, d):
-    if rf is None or rf == GLOBAL:
-        return rf
-    return tuple(arith._rf_step(rf[i], k[i], s[i], p[i], d[i]) for i in range(2))
+    return rf if rf is None or rf == GLOBAL else arith.rf_step_2d(rf, k, s, p, d)
 
 
 def _conv_rule(tr, args, kwargs):
@@ -648,24 +639,15 @@ def _conv_rule(tr, args, kwargs):
         raise tr._error(f"expected {cg * groups} input channels (weight {list(w.shape)}, groups={groups}) but the "
                         f"input has {c}; make the layer before it output {cg * groups} channels, or set "
                         f"in_channels={c}")
-    if isinstance(padding, str):
+    pad = arith.pad_before(padding, (kh, kw), dilation)
+    try:
         if padding == "same":
             hw = (h, wd)
-            pad = tuple((dilation[i] * ((kh, kw)[i] - 1)) // 2 for i in range(2))
-        else:
-            pad = (0, 0)
-            hw = None
-    else:
-        pad = _pair2(padding)
-        hw = None
-    if hw is None:  # the formula of arith.conv_out, inlined for speed; arith explains any failure
-        hw = ((h + 2 * pad[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1,
-              (wd + 2 * pad[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1)
-        if h + 2 * pad[0] < dilation[0] * (kh - 1) + 1 or wd + 2 * pad[1] < dilation[1] * (kw - 1) + 1:
-            try:
-                arith.conv_out((h, wd), (kh, kw), stride, pad, dilation)
-            except ShapeError as e:
-                raise tr._error(str(e)) from None
+        else:  # a module's settings are valid ints already: skip arith's argument checks
+            hw = (arith._conv1(h, kh, stride[0], pad[0], dilation[0], checked=True),
+                  arith._conv1(wd, kw, stride[1], pad[1], dilation[1], checked=True))
+    except ShapeError as e:
+        raise tr._error(str(e)) from None
     tr.add_macs(n * o * cg * kh * kw * hw[0] * hw[1])
     return _meta((n, o, *hw), x, _rf_step2(_rf_of(x), (kh, kw), stride, pad, dilation))
 
@@ -917,7 +899,9 @@ def _leaf_flatten(tr, m, x):
     return _flatten_rule(tr, (x, m.start_dim, m.end_dim), {})
 
 
+@functools.lru_cache(maxsize=None)
 def _leaf_table() -> dict:
+    """Leaf module type -> rule; built on first use, so importing this module does not import torch."""
     import torch.nn as nn
 
     from .nn.blocks import GlobalAvgPool
@@ -931,13 +915,4 @@ def _leaf_table() -> dict:
     return table
 
 
-class _LazyTable(dict):
-    """The leaf table, filled on first use so that importing this module does not import torch."""
 
-    def get(self, key, default=None):
-        if not self:
-            self.update(_leaf_table())
-        return super().get(key, default)
-
-
-_LEAF_RULES = _LazyTable()

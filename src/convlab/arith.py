@@ -155,16 +155,28 @@ def _resolve_padding(padding, kernel, stride, dilation) -> tuple[object, list]:
         if s != 1:
             raise ShapeError(f"padding='same' needs stride 1 (PyTorch's rule), got stride {s}; "
                              f"use an explicit padding, e.g. padding={(_eff(k, d) - 1) // 2}")
-        total = _eff(k, d) - 1
-        pads.append(total // 2)
-        asym.append((total // 2, total - total // 2) if total % 2 else None)
+        pad = same_padding(k, d)
+        pads.append(pad if isinstance(pad, int) else pad[0])
+        asym.append(pad if isinstance(pad, tuple) else None)
     return (tuple(pads) if paired else pads[0]), asym
 
 
 def same_padding(kernel: int, dilation: int = 1) -> int | tuple[int, int]:
-    """Padding that keeps the size at stride 1: d(k-1)/2, or a (left, right) pair when that is odd."""
+    """Padding that keeps the size at stride 1: d(k-1)/2, or a (before, after) pair when d(k-1) is odd
+    (PyTorch puts the extra row after)."""
     total = _eff(kernel, dilation) - 1
     return total // 2 if total % 2 == 0 else (total // 2, total - total // 2)
+
+
+def pad_before(padding, kernel, dilation=1) -> tuple[int, int]:
+    """Rows and columns of padding before the input, with 'same' and 'valid' resolved as PyTorch does."""
+    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+    if padding == "valid":
+        return (0, 0)
+    if padding == "same":
+        pads = (same_padding(k, d) for k, d in zip(pair(kernel), pair(dilation)))
+        return tuple(p if isinstance(p, int) else p[0] for p in pads)
+    return pair(padding)
 
 
 def pool_out(size: Size, kernel: Size, stride: Size | None = None, padding: Size = 0, dilation: Size = 1,
@@ -440,6 +452,21 @@ def _rf_step(prev: tuple[int, int, float], k: int, s: int, p: int, d: int) -> tu
     size, jump, start = prev
     ek = _eff(k, d)
     return size + (ek - 1) * jump, jump * s, start + ((ek - 1) / 2 - p) * jump
+
+
+def rf_step_2d(rf, kernel, stride, padding, dilation):
+    """One layer's effect on a (H, W) pair of (size, jump, start) fields; ints or (h, w) pairs."""
+    k, s, p, d = (v if isinstance(v, (tuple, list)) else (v, v) for v in (kernel, stride, padding, dilation))
+    return tuple(_rf_step(rf[i], k[i], s[i], p[i], d[i]) for i in range(2))
+
+
+def rf_widest(fields) -> tuple:
+    """Field of a sum of branches: per dimension, the branch that sees most."""
+    fields = list(fields)
+    out = fields[0]
+    for f in fields[1:]:
+        out = tuple(out[i] if out[i][0] >= f[i][0] else f[i] for i in range(2))
+    return out
 
 
 def receptive_field(layers: Iterable) -> list[RFStep]:

@@ -232,7 +232,7 @@ def cmd_zoo(args) -> int:
         s = summary(n)
         rows.append({"name": n, "family": e.family, "input": list(e.input_shape), "classes": e.num_classes,
                      "params": s.trainable_params, "non_trainable": s.non_trainable_params, "macs": s.macs,
-                     "published_params": e.params, "source": e.source,
+                     "published_params": e.params, "source": e.source, "note": e.note,
                      "options": {k: v[1] for k, v in e.overrides.items()}})
     if args.json:
         _print_json(rows)

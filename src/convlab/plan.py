@@ -77,17 +77,11 @@ def _fmt(shape: Shape) -> str:
 
 
 def _rf_update(rf: RF, k, s, p, d) -> RF:
-    if rf is None:
-        return None
-    k, s, d = _pair(k), _pair(s), _pair(d)
-    p = _pair(p)
-    return tuple(arith._rf_step(rf[i], k[i], s[i], p[i], d[i]) for i in range(2))
+    return None if rf is None else arith.rf_step_2d(rf, k, s, p, d)
 
 
 def _rf_merge(a: RF, b: RF) -> RF:
-    if a is None or b is None:
-        return None
-    return tuple(a[i] if a[i][0] >= b[i][0] else b[i] for i in range(2))
+    return None if a is None or b is None else arith.rf_widest((a, b))
 
 
 def _lib():
@@ -185,13 +179,13 @@ class _Planner:
 
     # -- layers --------------------------------------------------------------------------
 
-    def _need_map(self, layer: Layer, shape: Shape, what: str):
+    def _need_map(self, shape: Shape, what: str):
         if len(shape) != 3:
             raise ShapeError(f"{what} needs a C×H×W feature map but gets {shape[0]} flat features "
                              f"(after flatten or fc); move it before the flatten")
 
     def conv_node(self, name, shape, rf, out_c, k, s, p, d, groups, bias, layer=None) -> Node:
-        self._need_map(layer, shape, "conv")
+        self._need_map(shape, "conv")
         c = shape[0]
         if c % groups or out_c % groups:
             raise ShapeError(f"groups={groups} must divide both the input channels ({c}) and the output "
@@ -210,10 +204,7 @@ class _Planner:
         out = (out_c, *hw)
         params = out_c * (c // groups) * kh * kw + (out_c if bias else 0)
         macs = out_c * (c // groups) * kh * kw * hw[0] * hw[1]
-        if isinstance(p, str):  # PyTorch pads (d(k-1))//2 before for 'same'
-            pp = tuple((arith._eff(kk, dd) - 1) // 2 for kk, dd in zip(_pair(k), _pair(d))) if p == "same" else 0
-        else:
-            pp = p
+        pp = arith.pad_before(p, k, d)
         if hw[0] < shape[1] or hw[1] < shape[2]:
             self.last_down = name
         padding = p if isinstance(p, str) else _pair(p)
@@ -253,7 +244,7 @@ class _Planner:
 
     def pool_node(self, name, shape, rf, layer: MaxPool | AvgPool) -> Node:
         kind = "maxpool" if isinstance(layer, MaxPool) else "avgpool"
-        self._need_map(layer, shape, kind)
+        self._need_map(shape, kind)
         s = layer.k if layer.s is None else layer.s
         try:
             hw = arith.pool_out(shape[1:], _pair(layer.k), _pair(s), _pair(layer.p), 1, layer.ceil)
@@ -277,12 +268,12 @@ class _Planner:
             return self.conv_node(name, shape, rf, layer.out, layer.k, layer.s, layer.p, layer.d, layer.groups,
                                   layer.bias, layer)
         if isinstance(layer, DWConv):
-            self._need_map(layer, shape, "dwconv")
+            self._need_map(shape, "dwconv")
             c = shape[0]
             return self.conv_node(name, shape, rf, c * layer.mult, layer.k, layer.s, layer.p, layer.d, c,
                                   layer.bias, layer)
         if isinstance(layer, SepConv):
-            self._need_map(layer, shape, "sepconv")
+            self._need_map(shape, "sepconv")
             c = shape[0]
             dw = self.conv_node(f"{name}.depthwise", shape, rf, c, layer.k, layer.s, layer.p, 1, c, layer.dw_bias)
             pw = self.conv_node(f"{name}.pointwise", dw.out_shape, dw.rf, layer.out, 1, 1, 0, 1, 1, layer.bias)
@@ -299,7 +290,7 @@ class _Planner:
         if isinstance(layer, (MaxPool, AvgPool)):
             return self.pool_node(name, shape, rf, layer)
         if isinstance(layer, GAP):
-            self._need_map(layer, shape, "gap")
+            self._need_map(shape, "gap")
 
             def make():
                 _, blocks = _lib()
@@ -369,7 +360,7 @@ class _Planner:
         return self.container(name, "Sequential", None, shape, [conv, bn], bn.out_shape, bn.rf, make)
 
     def res(self, layer: Res, shape: Shape, rf: RF, name: str) -> Node:
-        self._need_map(layer, shape, "res")
+        self._need_map(shape, "res")
         c = shape[0]
         saved = self.last_down
         conv1 = self.conv_node(f"{name}.conv1", shape, rf, layer.out, 3, layer.s, 1, 1, 1, False)
@@ -418,7 +409,7 @@ class _Planner:
         return self.container(name, cls, layer, shape, children, out, rf_out, make)
 
     def bottleneck(self, layer: Bottleneck, shape: Shape, rf: RF, name: str) -> Node:
-        self._need_map(layer, shape, "bottleneck")
+        self._need_map(shape, "bottleneck")
         c, mid = shape[0], layer.mid
         saved = self.last_down
         conv1 = self.conv_node(f"{name}.conv1", shape, rf, mid, 1, 1, 0, 1, 1, False)

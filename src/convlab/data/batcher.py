@@ -119,10 +119,6 @@ class Batcher:
         n = math.ceil(n / self.world_size) if self.world_size > 1 else n
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
-    @property
-    def num_samples(self) -> int:
-        return len(self) * self.batch_size if self.drop_last else len(self.indices())
-
     def __iter__(self):
         idx = self.indices()
         g = torch.Generator(device=self.device).manual_seed(self.seed * 7_919 + self.epoch * 31 + self.rank + 1)

@@ -38,7 +38,6 @@ class Source:
     kind: str                       # idx | cifar
     files: tuple[str, ...]          # names relative to the dataset folder (without .gz)
     md5: dict                       # file -> md5 of its (decompressed) content
-    sizes: dict                     # file -> bytes (decompressed)
     layouts: tuple[str, ...]        # sub-folders under a root where the files may sit
     system: tuple[str, ...] = ()    # system folders (distribution packages)
     mirrors: tuple[str, ...] = ()   # URLs of the folder holding <file>.gz (idx) or the archive (cifar)
@@ -65,8 +64,6 @@ _add(Source(
     md5={"train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a", "train-labels-idx1-ubyte":
          "9018921c3c673c538a1fc5bad174d6f9", "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
          "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965"},
-    sizes={"train-images-idx3-ubyte": 47_040_016, "train-labels-idx1-ubyte": 60_008,
-           "t10k-images-idx3-ubyte": 7_840_016, "t10k-labels-idx1-ubyte": 10_008},
     layouts=("", "fashion-mnist", "FashionMNIST/raw"), system=("/usr/share/datasets/fashion-mnist",),
     mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
     gz_md5={"train-images-idx3-ubyte": "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "train-labels-idx1-ubyte":
@@ -81,8 +78,6 @@ _add(Source(
     md5={"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb", "train-labels-idx1-ubyte":
          "a25bea736e30d166cdddb491f175f624", "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
          "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637"},
-    sizes={"train-images-idx3-ubyte": 47_040_016, "train-labels-idx1-ubyte": 60_008,
-           "t10k-images-idx3-ubyte": 7_840_016, "t10k-labels-idx1-ubyte": 10_008},
     layouts=("", "mnist", "MNIST/raw"), system=("/usr/share/datasets/mnist",),
     mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
     gz_md5={"train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873", "train-labels-idx1-ubyte":
@@ -99,22 +94,18 @@ _add(Source(
          "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
          "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e",
          "batches.meta": "5ff9c542aee3614f3951f8cda6e48888"},
-    sizes={}, layouts=("", "cifar-10-batches-py", "cifar10/cifar-10-batches-py"),
+    layouts=("", "cifar-10-batches-py", "cifar10/cifar-10-batches-py"),
     mirrors=("https://www.cs.toronto.edu/~kriz/",), archive="cifar-10-python.tar.gz",
     archive_md5="c58f30108f718f92721af3b95e74349a", classes=tuple(CIFAR10_CLASSES), flip=True,
     install_hint="convlab data fetch cifar10", train_count=50_000,
     mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)))
 
 _add(Source(
-    "cifar100", "cifar", ("train", "test", "meta"), md5={}, sizes={},
+    "cifar100", "cifar", ("train", "test", "meta"), md5={},
     layouts=("", "cifar-100-python", "cifar100/cifar-100-python"),
     mirrors=("https://www.cs.toronto.edu/~kriz/",), archive="cifar-100-python.tar.gz",
     archive_md5="eb9058c3a382ffc7106e4002c42a8d85", flip=True, install_hint="convlab data fetch cifar100",
     train_count=50_000, mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762)))
-
-
-def names() -> list[str]:
-    return list(SOURCES) + ["folder:PATH"]
 
 
 def source(name: str) -> Source:
