@@ -1,94 +1,133 @@
-"""Training throughput: convlab's step against the textbook pipeline, same model, batch and machine.
+"""Training throughput: convlab's step against the textbook pipeline, same network, batch and machine.
 
-convlab: the dataset resident on the device, batches gathered and augmented (flip) by the batcher,
-channels_last, SGD with Nesterov momentum. Textbook: a ``DataLoader`` over the same uint8 tensors
-with per-sample normalisation and flips in ``__getitem__``, NCHW, default settings, plain SGD with
-momentum. Both run the forward, backward and optimizer step of the same zoo model.
+convlab: the model as ``convlab.create_model`` builds it, the dataset resident on the device, batches
+gathered and augmented (flip) by the batcher, channels_last, SGD with Nesterov momentum, and the
+process's allocator tuned as ``convlab train`` tunes it (``tune_cpu_allocator``).
+Textbook: d2l's code — the network written with stock ``torch.nn`` layers (for LeNet, d2l's
+conv→ReLU→max-pool order; the same function as convlab's pool-then-ReLU), a ``DataLoader`` over the
+same uint8 tensors with per-sample normalisation and flips in ``__getitem__``, NCHW, plain SGD with
+momentum, default settings. Both run forward, backward and the optimizer step on the same batches.
 
-Run: .venv/bin/python bench/train_speed.py [--steps 40]
+Each measurement runs in a fresh process (the allocator setting is per process), in rounds that
+alternate the variants; the table shows the median images/s over the rounds. The middle column
+measures convlab without the allocator tuning, to show what that part contributes.
+
+Run: .venv/bin/python bench/train_speed.py [--rounds 3] [--steps 40]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import subprocess
+import sys
 import time
 
-import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
-from torch.utils.data import Dataset as TorchDataset
-
-import convlab
-from convlab.data import Augment, Batcher
-from _common import fashion_mnist_or_random
+VARIANTS = ("convlab", "convlab-default-malloc", "textbook")
 
 
-class Textbook(TorchDataset):
-    def __init__(self, x, y, mean, std):
-        self.x, self.y, self.mean, self.std = x, y, mean[0], std[0]
+def textbook_lenet():
+    """d2l 7.6's LeNet with ReLU and max-pooling, written the textbook way."""
+    import torch.nn as nn
 
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        img = self.x[i].float() / 255
-        if torch.rand(()) < 0.5:
-            img = img.flip(-1)
-        return (img - self.mean) / self.std, self.y[i]
+    return nn.Sequential(
+        nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.ReLU(), nn.MaxPool2d(kernel_size=2, stride=2),
+        nn.Conv2d(6, 16, kernel_size=5), nn.ReLU(), nn.MaxPool2d(kernel_size=2, stride=2),
+        nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
 
 
-def images_per_s(model, batches, steps: int, channels_last: bool, nesterov: bool) -> float:
-    if channels_last:
+def worker(model_name: str, variant: str, steps: int, batch_size: int) -> None:
+    """Measure one variant in this process and print its images/s."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+    from torch.utils.data import Dataset as TorchDataset
+
+    import convlab
+    from convlab.data import Augment, Batcher
+    from convlab.training.loop import tune_cpu_allocator
+    from _common import fashion_mnist_or_random
+
+    if variant == "convlab":
+        tune_cpu_allocator()
+    x, y, mean, std, what = fashion_mnist_or_random()
+    torch.manual_seed(0)
+
+    class Textbook(TorchDataset):
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, i):
+            img = x[i].float() / 255
+            if torch.rand(()) < 0.5:
+                img = img.flip(-1)
+            return (img - mean[0]) / std[0], y[i]
+
+    fast = variant != "textbook"
+    if fast:
+        model = convlab.create_model(model_name, input_shape=(1, 28, 28), num_classes=10)
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=nesterov)
+        batches = Batcher(x, y, mean, std, batch_size=batch_size, train=True, augment=Augment(flip=True),
+                          channels_last=True)
+    else:
+        model = (textbook_lenet() if model_name == "lenet-modern"
+                 else convlab.create_model(model_name, input_shape=(1, 28, 28), num_classes=10))
+        batches = DataLoader(Textbook(), batch_size=batch_size, shuffle=True, drop_last=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=fast)
     model.train()
     it = iter(batches)
 
     def step():
         nonlocal it
         try:
-            x, y = next(it)
+            xb, yb = next(it)
         except StopIteration:
             it = iter(batches)
-            x, y = next(it)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        loss = F.cross_entropy(model(x), y)
+            xb, yb = next(it)
+        loss = F.cross_entropy(model(xb), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return len(y)
+        return len(yb)
 
     for _ in range(3):
         step()
     t = time.perf_counter()
     n = sum(step() for _ in range(steps))
-    return n / (time.perf_counter() - t)
+    print(f"{n / (time.perf_counter() - t):.1f} {what}")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--worker", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    x, y, mean, std, what = fashion_mnist_or_random()
-    print(f"data: {what}; batch {args.batch_size}; torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    print(f"{'model':<28} {'convlab img/s':>14} {'textbook img/s':>15} {'ratio':>7}")
-    fast_rates = {}
-    for name, steps in (("lenet-modern", args.steps), ("lenet-modern:order=relu-pool", args.steps),
-                        ("resnet20", max(5, args.steps // 4))):
-        torch.manual_seed(0)
-        fast = Batcher(x, y, mean, std, batch_size=args.batch_size, train=True, augment=Augment(flip=True),
-                       channels_last=True)
-        slow = DataLoader(Textbook(x, y, mean, std), batch_size=args.batch_size, shuffle=True, drop_last=True)
-        r_fast = images_per_s(convlab.create_model(name, input_shape=(1, 28, 28), num_classes=10), fast, steps,
-                              True, True)
-        r_slow = images_per_s(convlab.create_model(name, input_shape=(1, 28, 28), num_classes=10), slow, steps,
-                              False, False)
-        fast_rates[name] = r_fast
-        print(f"{name:<28} {r_fast:>14,.0f} {r_slow:>15,.0f} {r_fast / r_slow:>6.1f}x")
-    ratio = fast_rates["lenet-modern"] / fast_rates["lenet-modern:order=relu-pool"]
-    print(f"lenet-modern, max-pool before ReLU (the default) vs d2l's ReLU before max-pool: {ratio:.2f}x")
+    if args.worker:
+        worker(*args.worker, args.steps, args.batch_size)
+        return
+
+    import torch
+
+    models = {"lenet-modern": args.steps, "resnet20": max(5, args.steps // 4)}
+    rates = {(m, v): [] for m in models for v in VARIANTS}
+    what = ""
+    for r in range(args.rounds):
+        for m, steps in models.items():
+            for v in VARIANTS:
+                out = subprocess.run([sys.executable, __file__, "--worker", m, v, "--steps", str(steps),
+                                      "--batch-size", str(args.batch_size)], capture_output=True, text=True,
+                                     check=True).stdout.split(maxsplit=1)
+                rates[m, v].append(float(out[0]))
+                what = out[1].strip()
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    print(f"data: {what}; batch {args.batch_size}; torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
+          f"median images/s of {args.rounds} rounds")
+    print(f"{'model':<14} {'convlab':>9} {'(default malloc)':>17} {'textbook':>9} {'ratio':>7}")
+    for m in models:
+        c, cd, t = (statistics.median(rates[m, v]) for v in VARIANTS)
+        print(f"{m:<14} {c:>9,.0f} {cd:>17,.0f} {t:>9,.0f} {c / t:>6.2f}x")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ from minidata import make_idx_dataset
 
 from convlab.cli import main
 from convlab.errors import ConvlabError
-from convlab.train import TrainConfig, TrainingError, train
-from convlab.train.loop import lr_at
+from convlab.training import TrainConfig, TrainingError, train
+from convlab.training.loop import lr_at
 
 SPEC = "conv(4,3,p=1) bn relu maxpool(2) conv(8,3,p=1) relu gap flatten dropout(0.2) fc(10)"
 

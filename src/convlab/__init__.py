@@ -24,9 +24,14 @@ _LAZY = {
     "list_models": "convlab.zoo",
     "create_model": "convlab.zoo",
     "scratch": "convlab.scratch",
+    "train": "convlab.training",
+    "TrainConfig": "convlab.training",
+    "Run": "convlab.training",
+    "load_dataset": "convlab.data",
 }
 
 _MODULES = {"scratch"}
+_RENAMED = {"load_dataset": "load"}
 
 __all__ = [
     "ConvlabError", "DataError", "ShapeError", "SpecError", "UsageError", "conv_out", "pool_out",
@@ -38,7 +43,7 @@ __all__ = [
 def __getattr__(name: str):
     if name in _LAZY:
         module = importlib.import_module(_LAZY[name])
-        value = module if name in _MODULES else getattr(module, name)
+        value = module if name in _MODULES else getattr(module, _RENAMED.get(name, name))
         globals()[name] = value
         return value
     raise AttributeError(f"module 'convlab' has no attribute {name!r}")

@@ -905,10 +905,11 @@ def _leaf_table() -> dict:
     import torch.nn as nn
 
     from .nn.blocks import GlobalAvgPool
+    from .nn.pool import MaxPool2d
 
     table = {nn.Conv2d: _leaf_conv, nn.Linear: _leaf_linear, nn.BatchNorm2d: _leaf_bn, nn.BatchNorm1d: _leaf_bn,
              nn.MaxPool2d: _leaf_maxpool, nn.AvgPool2d: _leaf_avgpool, nn.AdaptiveAvgPool2d: _leaf_adaptive,
-             GlobalAvgPool: _leaf_adaptive, nn.Flatten: _leaf_flatten}
+             GlobalAvgPool: _leaf_adaptive, nn.Flatten: _leaf_flatten, MaxPool2d: _leaf_maxpool}
     for cls in (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.LeakyReLU,
                 nn.ELU, nn.Mish, nn.Dropout, nn.Dropout2d, nn.Identity):
         table[cls] = _leaf_same

@@ -303,7 +303,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train import TrainConfig, train
+    from .training import TrainConfig, train
 
     base = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     fields = ["data", "data_dir", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule",
@@ -335,7 +335,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .train.evaluate import evaluate_run
+    from .training.evaluate import evaluate_run
 
     result = evaluate_run(args.run, data=args.data, data_dir=args.data_dir, split=args.split, device=args.device,
                           out=args.out)

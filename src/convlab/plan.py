@@ -256,7 +256,11 @@ class _Planner:
 
         def make():
             nn, _ = _lib()
-            return getattr(nn, cls)(_pair(layer.k), _pair(s), _pair(layer.p), ceil_mode=layer.ceil)
+            if kind == "maxpool":  # nn.MaxPool2d with a faster CPU path for 2x2 pools on few channels
+                from .nn.pool import MaxPool2d
+
+                return MaxPool2d(_pair(layer.k), _pair(s), _pair(layer.p), ceil_mode=layer.ceil)
+            return nn.AvgPool2d(_pair(layer.k), _pair(s), _pair(layer.p), ceil_mode=layer.ceil)
 
         info = {"kernel": _pair(layer.k), "stride": _pair(s), "padding": _pair(layer.p), "dilation": (1, 1),
                 "ceil_mode": layer.ceil}

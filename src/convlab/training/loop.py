@@ -137,6 +137,28 @@ def pick_device(kind: str, d: Dist) -> torch.device:
     return torch.device(kind)
 
 
+def tune_cpu_allocator() -> bool:
+    """Keep freed blocks up to 32 MiB in the C heap instead of returning them to the OS (glibc only).
+
+    glibc hands large blocks back to the kernel on free, so every training step pays page faults to
+    touch fresh memory for its activations and gradients; keeping them makes LeNet's CPU step 20-30%
+    faster here (bench/train_speed.py measures the whole step with it). It changes this process's
+    allocator for the rest of its life: memory freed after training stays reserved by the process.
+    Returns whether the setting took effect; a no-op off glibc.
+    """
+    import ctypes
+    import platform
+
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt parameter numbers from <malloc.h>
+        return bool(libc.mallopt(m_trim_threshold, 1 << 30)) and bool(libc.mallopt(m_mmap_threshold, 32 << 20))
+    except (OSError, AttributeError):
+        return False
+
+
 # ---------------------------------------------------------------------------------------------
 # model and optimizer
 
@@ -203,6 +225,8 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
     device_kind = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     d = setup_distributed(device_kind)
     device = pick_device(cfg.device, d)
+    if device.type == "cpu":
+        tune_cpu_allocator()
 
     ds = data if data is not None and not isinstance(data, str) else load(cfg.data, cfg.data_dir, progress=d.main)
     c, h, w = ds.shape
