@@ -9,8 +9,9 @@ same uint8 tensors with per-sample normalisation and flips in ``__getitem__``, N
 momentum, default settings. Both run forward, backward and the optimizer step on the same batches.
 
 Each measurement runs in a fresh process (the allocator setting is per process), in rounds that
-alternate the variants; the table shows the median images/s over the rounds. The middle column
-measures convlab without the allocator tuning, to show what that part contributes.
+alternate the variants; the table shows the median images/s over the rounds. Two more convlab
+variants show what single choices contribute: without the allocator tuning, and (LeNet) with d2l's
+ReLU-before-pool order instead of convlab's pool-before-ReLU.
 
 Run: .venv/bin/python bench/train_speed.py [--rounds 3] [--steps 40]
 """
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import time
 
-VARIANTS = ("convlab", "convlab-default-malloc", "textbook")
+VARIANTS = ("convlab", "convlab-default-malloc", "convlab-relu-pool", "textbook")
 
 
 def textbook_lenet():
@@ -48,8 +49,10 @@ def worker(model_name: str, variant: str, steps: int, batch_size: int) -> None:
     from convlab.training.loop import tune_cpu_allocator
     from _common import fashion_mnist_or_random
 
-    if variant == "convlab":
+    if variant != "convlab-default-malloc" and variant != "textbook":
         tune_cpu_allocator()
+    if variant == "convlab-relu-pool":
+        model_name += ":order=relu-pool"
     x, y, mean, std, what = fashion_mnist_or_random()
     torch.manual_seed(0)
 
@@ -111,11 +114,12 @@ def main() -> None:
     import torch
 
     models = {"lenet-modern": args.steps, "resnet20": max(5, args.steps // 4)}
-    rates = {(m, v): [] for m in models for v in VARIANTS}
+    variants = {m: [v for v in VARIANTS if m == "lenet-modern" or v != "convlab-relu-pool"] for m in models}
+    rates = {(m, v): [] for m in models for v in variants[m]}
     what = ""
     for r in range(args.rounds):
         for m, steps in models.items():
-            for v in VARIANTS:
+            for v in variants[m]:
                 out = subprocess.run([sys.executable, __file__, "--worker", m, v, "--steps", str(steps),
                                       "--batch-size", str(args.batch_size)], capture_output=True, text=True,
                                      check=True).stdout.split(maxsplit=1)
@@ -124,10 +128,14 @@ def main() -> None:
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     print(f"data: {what}; batch {args.batch_size}; torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
           f"median images/s of {args.rounds} rounds")
-    print(f"{'model':<14} {'convlab':>9} {'(default malloc)':>17} {'textbook':>9} {'ratio':>7}")
+    print(f"{'model':<14} {'convlab':>9} {'textbook':>9} {'ratio':>7}   convlab with one choice undone")
     for m in models:
-        c, cd, t = (statistics.median(rates[m, v]) for v in VARIANTS)
-        print(f"{m:<14} {c:>9,.0f} {cd:>17,.0f} {t:>9,.0f} {c / t:>6.2f}x")
+        med = {v: statistics.median(rates[m, v]) for v in variants[m]}
+        c, t = med["convlab"], med["textbook"]
+        undone = f"default malloc {med['convlab-default-malloc']:,.0f} ({c / med['convlab-default-malloc']:.2f}x)"
+        if "convlab-relu-pool" in med:
+            undone += f", ReLU before pool {med['convlab-relu-pool']:,.0f} ({c / med['convlab-relu-pool']:.2f}x)"
+        print(f"{m:<14} {c:>9,.0f} {t:>9,.0f} {c / t:>6.2f}x   {undone}")
 
 
 if __name__ == "__main__":

@@ -80,7 +80,8 @@ def test_resume_after_ctrl_c_gives_the_same_weights(mini, monkeypatch, stop_at):
     def interrupting_step(self, *a, **k):
         calls["n"] += 1
         if calls["n"] == stop_at:
-            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during this step
+            # Ctrl-C during this step (or the SIGTERM a scheduler or torchrun sends: the same clean stop)
+            os.kill(os.getpid(), signal.SIGTERM if stop_at == 6 else signal.SIGINT)
         return original(self, *a, **k)
 
     monkeypatch.setattr(torch.optim.SGD, "step", interrupting_step)
@@ -92,6 +93,9 @@ def test_resume_after_ctrl_c_gives_the_same_weights(mini, monkeypatch, stop_at):
     wf, wr = final_weights(mini / "runs/full"), final_weights(mini / "runs/part")
     assert all(torch.equal(wf[k], wr[k]) for k in wf)
     assert [m["test_acc"] for m in resumed.metrics] == [m["test_acc"] for m in full.metrics]
+    if stop_at == 3:  # epoch 1 resumed after 3 of its 6 steps: its speed counts the 3 x 16 images trained now
+        row = resumed.metrics[0]
+        assert row["images_per_s"] * row["epoch_s"] == pytest.approx(48)
 
 
 def test_nan_loss_stops_with_a_clear_message(mini):
@@ -160,26 +164,44 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank, world, port, tmp, config_dict):
+def _ddp_worker(rank, world, port, tmp, config_dict, interrupt_at=None, resume=False):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     os.chdir(tmp)
     torch.set_num_threads(1)
-    train(config=TrainConfig(**config_dict), progress=False)
+    if interrupt_at and rank in interrupt_at:  # this rank gets its Ctrl-C during its n-th step
+        original, calls = torch.optim.SGD.step, {"n": 0}
+
+        def interrupting_step(self, *a, **k):
+            calls["n"] += 1
+            if calls["n"] == interrupt_at[rank]:
+                os.kill(os.getpid(), signal.SIGINT)
+            return original(self, *a, **k)
+
+        torch.optim.SGD.step = interrupting_step
+    run = train(config=TrainConfig(**config_dict), resume=resume, progress=False)
+    assert run.interrupted == bool(interrupt_at)
     import torch.distributed as dist
 
     dist.destroy_process_group()
 
 
-def test_ddp_two_processes_match_one(mini):
+def test_ddp_two_processes_match_one_and_stop_together(mini):
     import torch.multiprocessing as mp
 
     spec = "conv(4,3,p=1) relu maxpool(2) flatten fc(10)"  # no BatchNorm: per-rank statistics would differ
     common = dict(model=spec, data="fashion-mnist", data_dir=str(mini / "fm"), epochs=2, batch_size=16, lr=0.05,
                   device="cpu", augment="none", threads=1)
     single = train(config=TrainConfig(**common, out=str(mini / "runs/single")), progress=False)
-    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(mini), {**common, "out": str(mini / "runs/ddp")}),
+    ddp = {**common, "out": str(mini / "runs/ddp")}
+    # the ranks get Ctrl-C during different steps (rank 0 in its 3rd, rank 1 in its 5th): they agree to
+    # stop together after step 4, rank 0 saves, and a resumed two-process run finishes the training
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(mini), ddp, {0: 3, 1: 5}),
                        nprocs=2, join=True, start_method="spawn")
+    state = torch.load(mini / "runs/ddp/last.pt", weights_only=True)
+    assert (state["epoch"], state["batch"]) == (0, 4)
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(mini), {"out": ddp["out"], "device": "cpu"}, None,
+                                          True), nprocs=2, join=True, start_method="spawn")
     ws, wd = final_weights(mini / "runs/single"), final_weights(mini / "runs/ddp")
     assert all(torch.allclose(ws[k], wd[k], atol=1e-5) for k in ws)
     rows = [json.loads(x) for x in (mini / "runs/ddp/metrics.jsonl").read_text().splitlines()]

@@ -313,7 +313,7 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
 
     t_start = time.perf_counter() - wall_before
     epoch, done_batch = start_epoch, start_batch
-    stop = _StopRequest(enabled=d.world == 1)
+    stop = _StopRequest(d)
     try:
         for epoch in range(start_epoch, cfg.epochs):
             if step >= total_steps:
@@ -322,6 +322,7 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
             model.train()
             skip = start_batch if epoch == start_epoch else 0
             loss_sum, correct, seen = partial if epoch == start_epoch else (0.0, 0, 0)
+            seen_before = seen  # images of this epoch trained before a resume: not part of this timing
             t_epoch = time.perf_counter()
             reporter.start_epoch(epoch, steps_per_epoch, skip)
             done_batch = skip
@@ -351,15 +352,15 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
                 reporter.step(batch_i + 1, loss_sum / seen, correct / seen, seen, time.perf_counter() - t_epoch)
                 partial = (loss_sum, correct, seen)
                 done_batch = batch_i + 1
-                if stop.requested:  # Ctrl-C: stop at this step boundary, where the state is consistent
+                if stop.should_stop():  # Ctrl-C: stop at this step boundary, where the state is consistent
                     raise _Stop
             else:
                 done_batch = steps_per_epoch
             epoch_s = time.perf_counter() - t_epoch
-            tl, tc, tn = _all_reduce([loss_sum, correct, seen], d, device)
+            tl, tc, tn, fresh = _all_reduce([loss_sum, correct, seen, seen - seen_before], d, device)
             row = {"epoch": epoch + 1, "train_loss": tl / max(tn, 1), "train_acc": tc / max(tn, 1),
                    "test_loss": None, "test_acc": None, "lr": optimizer.param_groups[0]["lr"],
-                   "images_per_s": tn / epoch_s if epoch_s > 0 else None, "epoch_s": epoch_s,
+                   "images_per_s": fresh / epoch_s if epoch_s > 0 else None, "epoch_s": epoch_s,
                    "wall_s": time.perf_counter() - t_start}
             last = epoch + 1 == cfg.epochs or step >= total_steps
             if (epoch + 1) % cfg.eval_every == 0 or last:
@@ -389,8 +390,10 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
         else:  # a second Ctrl-C (or one outside the loop): the last checkpoint written stays as it is
             where = "its last saved state"
         if d.main:
+            per_node = os.environ.get("LOCAL_WORLD_SIZE", d.world)
+            launcher = f"torchrun --nproc-per-node {per_node} -m convlab" if d.world > 1 else "convlab"
             print(f"\ninterrupted: {rundir.path}/last.pt holds {where}; resume with:\n"
-                  f"  convlab train --out {rundir.path} --resume", file=sys.stderr)
+                  f"  {launcher} train --out {rundir.path} --resume", file=sys.stderr)
         return run
     except TrainingError:
         reporter.close()
@@ -415,30 +418,66 @@ class _Stop(Exception):
 
 
 class _StopRequest:
-    """The first Ctrl-C asks the loop to stop after the current step (then it saves and exits); a
-    second one interrupts at once. Only in the main thread of a single-process run."""
+    """The first Ctrl-C (or SIGTERM) asks the loop to stop after the current step, where the state is
+    consistent; it saves and exits. A second Ctrl-C interrupts at once. Installed in the main thread.
 
-    def __init__(self, enabled: bool):
+    Under torchrun each worker gets the signal from the launcher, each at its own step; the ranks
+    agree on where to stop through a one-number all-reduce on a side gloo group, issued without
+    waiting after each step and read after the next one, so every rank stops after the same step and
+    the collective's latency hides behind a step's compute.
+    """
+
+    def __init__(self, d: Dist):
         import signal
         import threading
 
         self.requested = False
-        self.previous = None
-        if enabled and threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+        self.previous: dict = {}
+        self.world = d.world
+        self.main = d.main
+        self.group = self.flag = self.pending = None
+        if d.world > 1:
+            import torch.distributed as dist
+
+            self.group = dist.new_group(backend="gloo")
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nstopping after this step (Ctrl-C again to stop at once) ...", file=sys.stderr, flush=True)
+        if self.main:
+            print("\nstopping after this step (Ctrl-C again to stop at once) ...", file=sys.stderr, flush=True)
+
+    def should_stop(self) -> bool:
+        """Called by every rank once per step, in step: True when the run stops after this step."""
+        if self.world == 1:
+            return self.requested
+        import torch.distributed as dist
+
+        agreed = False
+        if self.pending is not None:
+            self.pending.wait()
+            agreed = self.flag.item() > 0
+        if not agreed:
+            self.flag = torch.tensor([1.0 if self.requested else 0.0])
+            self.pending = dist.all_reduce(self.flag, group=self.group, async_op=True)
+        else:
+            self.pending = None
+        return agreed
 
     def restore(self) -> None:
         import signal
 
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-            self.previous = None
+        if self.pending is not None:  # every rank issued it; complete it before the group goes away
+            with contextlib.suppress(RuntimeError):  # a rank that failed leaves it unanswered
+                self.pending.wait()
+            self.pending = None
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
 
 
 @torch.inference_mode()
