@@ -1,7 +1,7 @@
 """Training throughput: convlab's step against the textbook pipeline, same network, batch and machine.
 
 convlab: the model as ``convlab.create_model`` builds it, the dataset resident on the device, batches
-gathered and augmented (flip) by the batcher, channels_last, SGD with Nesterov momentum, and the
+gathered and augmented (flip) by the batcher, channels_last, fused SGD with Nesterov momentum, and the
 process's allocator tuned as ``convlab train`` tunes it (``tune_cpu_allocator``).
 Textbook: d2l's code — the network written with stock ``torch.nn`` layers (for LeNet, d2l's
 conv→ReLU→max-pool order; the same function as convlab's pool-then-ReLU), a ``DataLoader`` over the
@@ -11,7 +11,9 @@ momentum, default settings. Both run forward, backward and the optimizer step on
 Each measurement runs in a fresh process (the allocator setting is per process), in rounds that
 alternate the variants; the table shows the median images/s over the rounds. Two more convlab
 variants show what single choices contribute: without the allocator tuning, and (LeNet) with d2l's
-ReLU-before-pool order instead of convlab's pool-before-ReLU.
+ReLU-before-pool order instead of convlab's pool-before-ReLU. The last column times the textbook's
+model alone on batches made beforehand: no data pipeline can make a step faster than its model, so
+textbook / textbook-model-only bounds what a faster pipeline alone could give.
 
 Run: .venv/bin/python bench/train_speed.py [--rounds 3] [--steps 40]
 """
@@ -24,7 +26,7 @@ import subprocess
 import sys
 import time
 
-VARIANTS = ("convlab", "convlab-default-malloc", "convlab-relu-pool", "textbook")
+VARIANTS = ("convlab", "convlab-default-malloc", "convlab-relu-pool", "textbook", "textbook-model-only")
 
 
 def textbook_lenet():
@@ -49,7 +51,7 @@ def worker(model_name: str, variant: str, steps: int, batch_size: int) -> None:
     from convlab.training.loop import tune_cpu_allocator
     from _common import fashion_mnist_or_random
 
-    if variant != "convlab-default-malloc" and variant != "textbook":
+    if variant in ("convlab", "convlab-relu-pool"):
         tune_cpu_allocator()
     if variant == "convlab-relu-pool":
         model_name += ":order=relu-pool"
@@ -66,7 +68,7 @@ def worker(model_name: str, variant: str, steps: int, batch_size: int) -> None:
                 img = img.flip(-1)
             return (img - mean[0]) / std[0], y[i]
 
-    fast = variant != "textbook"
+    fast = not variant.startswith("textbook")
     if fast:
         model = convlab.create_model(model_name, input_shape=(1, 28, 28), num_classes=10)
         model = model.to(memory_format=torch.channels_last)
@@ -76,7 +78,9 @@ def worker(model_name: str, variant: str, steps: int, batch_size: int) -> None:
         model = (textbook_lenet() if model_name == "lenet-modern"
                  else convlab.create_model(model_name, input_shape=(1, 28, 28), num_classes=10))
         batches = DataLoader(Textbook(), batch_size=batch_size, shuffle=True, drop_last=True)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=fast)
+        if variant == "textbook-model-only":  # the batches made beforehand: what the textbook model alone costs
+            batches = [b for b, _ in zip(batches, range(8))]
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=fast, fused=fast or None)
     model.train()
     it = iter(batches)
 
@@ -128,14 +132,16 @@ def main() -> None:
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     print(f"data: {what}; batch {args.batch_size}; torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
           f"median images/s of {args.rounds} rounds")
-    print(f"{'model':<14} {'convlab':>9} {'textbook':>9} {'ratio':>7}   convlab with one choice undone")
+    print(f"{'model':<14} {'convlab':>9} {'textbook':>9} {'ratio':>7}   {'textbook model only':>20}   "
+          f"convlab with one choice undone")
     for m in models:
         med = {v: statistics.median(rates[m, v]) for v in variants[m]}
         c, t = med["convlab"], med["textbook"]
         undone = f"default malloc {med['convlab-default-malloc']:,.0f} ({c / med['convlab-default-malloc']:.2f}x)"
         if "convlab-relu-pool" in med:
             undone += f", ReLU before pool {med['convlab-relu-pool']:,.0f} ({c / med['convlab-relu-pool']:.2f}x)"
-        print(f"{m:<14} {c:>9,.0f} {t:>9,.0f} {c / t:>6.2f}x   {undone}")
+        tm = med["textbook-model-only"]
+        print(f"{m:<14} {c:>9,.0f} {t:>9,.0f} {c / t:>6.2f}x   {tm:>11,.0f} ({tm / t:.2f}x)   {undone}")
 
 
 if __name__ == "__main__":

@@ -59,3 +59,16 @@ def test_module_matches_nn_maxpool_for_any_arguments(args):
     ref_out, ref_gx = _grads(nn.MaxPool2d(**args), x, g)
     assert torch.equal(out, ref_out) and torch.equal(gx, ref_gx)
     assert repr(MaxPool2d(**args)) == repr(nn.MaxPool2d(**args))
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_max_pool2x2_with_and_without_autograd(grad):
+    from convlab.nn.pool import max_pool2x2
+
+    torch.manual_seed(1)
+    x = torch.randint(0, 4, (3, 6, 17, 16)).float().contiguous(memory_format=torch.channels_last)
+    assert fast_path(x)
+    with torch.inference_mode(not grad):
+        out = max_pool2x2(x.requires_grad_(grad) if grad else x)
+    assert torch.equal(out.detach(), F.max_pool2d(x.detach(), 2))
+    assert out.requires_grad == grad

@@ -2,8 +2,10 @@
 
 import json
 import os
+import platform
 import signal
 import socket
+import sys
 
 import pytest
 import torch
@@ -230,3 +232,10 @@ def test_compare_and_report(mini, capsys):
     page = (mini / "runs/r2/report.html").read_text()
     assert "data:image/png;base64," in page and "test accuracy" in page and "conv1" in page
     assert main(["compare", "runs/nope"]) == 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_allocator_tuning_takes_effect_on_glibc():
+    from convlab.training.loop import tune_cpu_allocator
+
+    assert tune_cpu_allocator() is True

@@ -28,21 +28,29 @@ def _windows(x: torch.Tensor, ho: int, wo: int) -> torch.Tensor:
     return x[:, :, : 2 * ho, : 2 * wo].permute(0, 2, 3, 1).unflatten(1, (ho, 2)).unflatten(3, (wo, 2))
 
 
+def _pairwise_max(x: torch.Tensor, masks: bool):
+    """The 2×2 maxima as [N, C, Ho, Wo] (channels-last), and with ``masks`` the two 0/1 tensors that
+    say which column and which row of each window won."""
+    n, c, h, w = x.shape
+    v = _windows(x, h // 2, w // 2)
+    left, right = v[:, :, :, :, 0], v[:, :, :, :, 1]                  # [N, Ho, 2, Wo, C]
+    rows = torch.maximum(left, right)
+    top, bottom = rows[:, :, 0], rows[:, :, 1]                        # [N, Ho, Wo, C]
+    out = torch.maximum(top, bottom).permute(0, 3, 1, 2)
+    if not masks:
+        return out, None, None
+    col = torch.gt(right, left, out=x.new_empty(left.shape))          # 1 where the right column wins
+    row = torch.gt(bottom, top, out=x.new_empty(top.shape))           # 1 where the bottom row wins
+    return out, col, row
+
+
 class _MaxPool2x2(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        ho, wo = h // 2, w // 2
-        v = _windows(x, ho, wo)
-        left, right = v[:, :, :, :, 0], v[:, :, :, :, 1]             # [N, Ho, 2, Wo, C]
-        col = torch.gt(right, left, out=x.new_empty(left.shape))      # 1 where the right column wins
-        rows = torch.maximum(left, right)
-        top, bottom = rows[:, :, 0], rows[:, :, 1]                    # [N, Ho, Wo, C]
-        row = torch.gt(bottom, top, out=x.new_empty(top.shape))       # 1 where the bottom row wins
-        out = torch.maximum(top, bottom)
+        out, col, row = _pairwise_max(x, masks=True)
         ctx.save_for_backward(col, row)
         ctx.in_shape = x.shape
-        return out.permute(0, 3, 1, 2)                                # [N, C, Ho, Wo], channels-last
+        return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -72,9 +80,11 @@ def fast_path(x: torch.Tensor) -> bool:
 
 def max_pool2x2(x: torch.Tensor) -> torch.Tensor:
     """``F.max_pool2d(x, 2)``, the same values and gradients, faster on few-channel CPU tensors."""
-    if fast_path(x):
+    if not fast_path(x):
+        return F.max_pool2d(x, 2)
+    if torch.is_grad_enabled() and x.requires_grad:
         return _MaxPool2x2.apply(x)
-    return F.max_pool2d(x, 2)
+    return _pairwise_max(x, masks=False)[0]  # evaluation: no gradient, so no masks to keep
 
 
 class MaxPool2d(nn.MaxPool2d):
@@ -83,8 +93,8 @@ class MaxPool2d(nn.MaxPool2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (not self.return_indices and not self.ceil_mode and _pair(self.kernel_size) == (2, 2) and _pair(self.stride) == (2, 2)
-                and _pair(self.padding) == (0, 0) and _pair(self.dilation) == (1, 1) and fast_path(x)):
-            return _MaxPool2x2.apply(x)
+                and _pair(self.padding) == (0, 0) and _pair(self.dilation) == (1, 1)):
+            return max_pool2x2(x)
         return super().forward(x)
 
 
