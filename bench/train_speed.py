@@ -15,7 +15,7 @@ ReLU-before-pool order instead of convlab's pool-before-ReLU. The last column ti
 model alone on batches made beforehand: no data pipeline can make a step faster than its model, so
 textbook / textbook-model-only bounds what a faster pipeline alone could give.
 
-Run: .venv/bin/python bench/train_speed.py [--rounds 3] [--steps 40]
+Run: .venv/bin/python bench/train_speed.py [--rounds 5] [--steps 80]
 """
 
 from __future__ import annotations
@@ -106,8 +106,8 @@ def worker(model_name: str, variant: str, steps: int, batch_size: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=80)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--worker", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -6,6 +6,7 @@ import platform
 import signal
 import socket
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -166,11 +167,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank, world, port, tmp, config_dict, interrupt_at=None, resume=False):
+def _ddp_worker(rank, world, port, tmp, config_dict, interrupt_at=None, resume=False, nan_at=None):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     os.chdir(tmp)
     torch.set_num_threads(1)
+    if nan_at and rank in nan_at:  # this rank's loss turns NaN at its n-th training step
+        import torch.nn.functional as F
+
+        original_ce, calls = F.cross_entropy, {"n": 0}
+
+        def nan_ce(*a, **k):
+            loss = original_ce(*a, **k)
+            if "label_smoothing" in k:
+                calls["n"] += 1
+                if calls["n"] == nan_at[rank]:
+                    return loss * float("nan")
+            return loss
+
+        F.cross_entropy = nan_ce
+    if nan_at:
+        with pytest.raises(TrainingError, match="loss became nan"):
+            train(config=TrainConfig(**config_dict), progress=False)
+        (Path(tmp) / f"nan-stopped-{rank}").touch()
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+        return
     if interrupt_at and rank in interrupt_at:  # this rank gets its Ctrl-C during its n-th step
         original, calls = torch.optim.SGD.step, {"n": 0}
 
@@ -209,6 +232,21 @@ def test_ddp_two_processes_match_one_and_stop_together(mini):
     rows = [json.loads(x) for x in (mini / "runs/ddp/metrics.jsonl").read_text().splitlines()]
     assert [r["test_acc"] for r in rows] == pytest.approx([m["test_acc"] for m in single.metrics])
     assert rows[-1]["train_loss"] == pytest.approx(single.metrics[-1]["train_loss"], rel=1e-5)
+
+
+def test_ddp_nan_on_one_rank_stops_every_rank_before_anything_is_saved(mini):
+    import torch.multiprocessing as mp
+
+    common = dict(model="conv(4,3,p=1) relu maxpool(2) flatten fc(10)", data="fashion-mnist",
+                  data_dir=str(mini / "fm"), epochs=2, batch_size=16, lr=0.05, device="cpu", augment="none",
+                  threads=1, out=str(mini / "runs/nan"))
+    # rank 1 alone sees a NaN loss, in the last step of epoch 1 (6 steps per epoch): both ranks stop there,
+    # rather than rank 0 waiting forever in the next all-reduce, and no NaN weights reach last.pt
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(mini), common, None, False, {1: 6}),
+                       nprocs=2, join=True, start_method="spawn")
+    assert (mini / "nan-stopped-0").exists() and (mini / "nan-stopped-1").exists()
+    assert not (mini / "runs/nan/last.pt").exists()
+    assert not (mini / "runs/nan/metrics.jsonl").exists() or not (mini / "runs/nan/metrics.jsonl").read_text()
 
 
 @pytest.mark.slow

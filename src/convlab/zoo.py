@@ -130,7 +130,7 @@ def _lenet() -> str:
 
 def _lenet_modern(order: str = "pool-relu") -> str:
     # max-pool then ReLU computes exactly what d2l's conv→ReLU→max-pool does (ReLU is monotone, so it
-    # commutes with max), on a quarter of the elements: 1.25x faster to train here (bench/train_speed.py).
+    # commutes with max), on a quarter of the elements; bench/train_speed.py times the step both ways.
     block = "maxpool(2) relu" if order == "pool-relu" else "relu maxpool(2)"
     return f"conv(6,5,p=2) {block} conv(16,5) {block} flatten fc(120) relu fc(84) relu fc(10)"
 

@@ -346,10 +346,10 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
                 scaler.update()
                 step += 1
                 lv = loss.item()
-                if not math.isfinite(lv):
-                    raise TrainingError(
-                        f"the loss became {lv} at epoch {epoch + 1}, step {step}; the run stopped and last.pt "
-                        f"holds the last good state. Lower --lr (now {cfg.lr}) or add warm-up (--warmup 0.1)")
+                if not math.isfinite(lv) and stop.nonfinite is None:
+                    stop.nonfinite = (lv, epoch + 1, step)
+                if stop.nonfinite and d.world == 1:  # under DDP the ranks first agree (should_stop below)
+                    raise _nonfinite(stop.nonfinite, cfg)
                 loss_sum += lv * len(y)
                 correct += int((logits.argmax(1) == y).sum())
                 seen += len(y)
@@ -357,9 +357,14 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
                 partial = (loss_sum, correct, seen)
                 done_batch = batch_i + 1
                 if stop.should_stop():  # Ctrl-C: stop at this step boundary, where the state is consistent
+                    if stop.nonfinite_anywhere:
+                        raise _nonfinite(stop.nonfinite or (float("nan"), epoch + 1, step), cfg)
                     raise _Stop
             else:
                 done_batch = steps_per_epoch
+            stop_now = stop.settle()  # DDP: a stop the ranks agreed on during the epoch's last step
+            if stop_now and stop.nonfinite_anywhere:
+                raise _nonfinite(stop.nonfinite or (float("nan"), epoch + 1, step), cfg)
             epoch_s = time.perf_counter() - t_epoch
             tl, tc, tn, fresh = _all_reduce([loss_sum, correct, seen, seen - seen_before], d, device)
             row = {"epoch": epoch + 1, "train_loss": tl / max(tn, 1), "train_acc": tc / max(tn, 1),
@@ -382,6 +387,8 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
             if improved and d.main:
                 rundir.copy_best()
             partial = (0.0, 0, 0)
+            if stop_now:  # Ctrl-C during the epoch's last step: the epoch is recorded and saved, now stop
+                raise _Stop
     except (_Stop, KeyboardInterrupt) as e:
         reporter.close()
         run.interrupted = True
@@ -417,6 +424,12 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
     return run
 
 
+def _nonfinite(where: tuple, cfg: TrainConfig) -> TrainingError:
+    lv, epoch, step = where
+    return TrainingError(f"the loss became {lv} at epoch {epoch}, step {step}; the run stopped and last.pt holds "
+                         f"the last good state. Lower --lr (now {cfg.lr}) or add warm-up (--warmup 0.1)")
+
+
 class _Stop(Exception):
     """Raised inside the loop at a step boundary after Ctrl-C."""
 
@@ -426,9 +439,10 @@ class _StopRequest:
     consistent; it saves and exits. A second Ctrl-C interrupts at once. Installed in the main thread.
 
     Under torchrun each worker gets the signal from the launcher, each at its own step; the ranks
-    agree on where to stop through a one-number all-reduce on a side gloo group, issued without
-    waiting after each step and read after the next one, so every rank stops after the same step and
-    the collective's latency hides behind a step's compute.
+    agree on where to stop through a two-number all-reduce (stop requested, loss non-finite) on a side
+    gloo group, issued without waiting after each step and read after the next one, so every rank
+    stops after the same step — a rank whose own loss went NaN included, instead of leaving the others
+    waiting in the next gradient all-reduce — and the collective's latency hides behind a step.
     """
 
     def __init__(self, d: Dist):
@@ -436,6 +450,8 @@ class _StopRequest:
         import threading
 
         self.requested = False
+        self.nonfinite: tuple | None = None   # (loss, epoch, step) where this rank's loss went non-finite
+        self.nonfinite_anywhere = False       # the ranks agreed: some rank's loss went non-finite
         self.previous: dict = {}
         self.world = d.world
         self.main = d.main
@@ -461,16 +477,22 @@ class _StopRequest:
             return self.requested
         import torch.distributed as dist
 
-        agreed = False
-        if self.pending is not None:
-            self.pending.wait()
-            agreed = self.flag.item() > 0
-        if not agreed:
-            self.flag = torch.tensor([1.0 if self.requested else 0.0])
-            self.pending = dist.all_reduce(self.flag, group=self.group, async_op=True)
-        else:
-            self.pending = None
-        return agreed
+        if self.settle():
+            return True
+        self.flag = torch.tensor([float(self.requested), float(self.nonfinite is not None)])
+        self.pending = dist.all_reduce(self.flag, group=self.group, async_op=True)
+        return False
+
+    def settle(self) -> bool:
+        """Read the exchange in flight, if any (every rank, at the same point): whether the ranks agreed
+        to stop. Called before an epoch's results are saved, so a NaN never reaches a checkpoint."""
+        if self.pending is None:
+            return False
+        self.pending.wait()
+        self.pending = None
+        stop, bad = self.flag.tolist()
+        self.nonfinite_anywhere = bad > 0
+        return stop > 0 or bad > 0
 
     def restore(self) -> None:
         import signal
