@@ -32,7 +32,7 @@ data: $(STAMP)
 data-if-possible: $(STAMP)
 	-@$(MAKE) --no-print-directory data
 
-# the main job: look at LeNet, then train it on Fashion-MNIST (~25-30 s on 2 cores)
+# the main job: look at LeNet, then train it on Fashion-MNIST (~30 s on 2 cores)
 demo: data
 	$(VENV)/bin/convlab summary lenet-modern
 	$(VENV)/bin/convlab train lenet-modern --data fashion-mnist
@@ -44,6 +44,9 @@ bench: $(STAMP) data-if-possible
 	$(PY) -m pip install -q torchinfo
 	$(PY) bench/summary_speed.py
 	$(PY) bench/data_speed.py
+	$(PY) bench/pool_speed.py
+	$(PY) bench/scratch_speed.py
+	$(PY) bench/train_speed.py
 
 test-all: $(STAMP) data
 	$(PY) -m pytest
