@@ -157,6 +157,17 @@ def test_cli_train_and_eval(mini, capsys):
     assert main(["train"]) == 2
     assert main(["train", SPEC, "--lr", "-3", "--data-dir", str(mini / "fm")]) == 2
 
+    capsys.readouterr()
+    assert main(["viz", "runs/cli", "--index", "3", "--out", "viz"]) == 0
+    out = capsys.readouterr().out
+    from convlab.data import load
+
+    ds = load("fashion-mnist", str(mini / "fm"), download=False)
+    assert f"test image 3: {ds.classes[int(ds.test_y[3])]}, predicted " in out
+    assert (mini / "viz/filters-conv1.png").stat().st_size > 2000 and (mini / "viz/maps-test-3.png").stat().st_size > 2000
+    assert main(["viz", "runs/cli", "--index", "40"]) == 2            # 40 test images: 0..39
+    assert main(["viz", "runs/cli", "--what", "maps", "--layer", "conv9"]) == 2
+
 
 # ---------------------------------------------------------------- distributed (2 processes, gloo, CPU)
 

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import textwrap
+from pathlib import Path
 from typing import Callable, Sequence
 
 from .errors import ConvlabError, UsageError
@@ -355,6 +356,41 @@ def cmd_eval(args) -> int:
     return EXIT_OK
 
 
+def cmd_viz(args) -> int:
+    import torch
+
+    from .data import Batcher
+    from .training.evaluate import load_run
+    from .viz import conv_layers, plot_feature_maps, plot_filters
+
+    r = load_run(args.run, data=args.data, data_dir=args.data_dir, device=args.device)
+    target = Path(args.out) if args.out else r.run_dir
+    target.mkdir(parents=True, exist_ok=True)
+    saved = []
+    if args.what in ("filters", "both"):
+        layer = args.layer[0] if args.layer and args.layer[0] in conv_layers(r.model) else None
+        name = layer or next(iter(conv_layers(r.model)), "conv")
+        saved.append(plot_filters(r.model, target / f"filters-{name}.png", layer=layer))
+    if args.what in ("maps", "both"):
+        x, y = (r.ds.test_x, r.ds.test_y) if args.split == "test" else (r.ds.train_x, r.ds.train_y)
+        if not 0 <= args.index < len(x):
+            raise UsageError(f"--index {args.index} is outside the {args.split} split (0..{len(x) - 1})")
+        one = Batcher(x, y, r.ds.mean, r.ds.std, batch_size=1, resize=r.cfg.resize).make_batch(
+            torch.tensor([args.index]))[0]
+        with torch.no_grad():
+            probs = torch.softmax(r.model(one.unsqueeze(0).to(r.device)).float(), 1)[0].cpu()
+        label, pred = int(y[args.index]), int(probs.argmax())
+        classes = r.ds.classes
+        print(f"{args.split} image {args.index}: {classes[label]}, predicted {classes[pred]} "
+              f"({100 * float(probs[pred]):.1f}%)")
+        saved.append(plot_feature_maps(
+            r.model, one, target / f"maps-{args.split}-{args.index}.png", layers=args.layer,
+            max_channels=args.channels, shown_image=x[args.index].float(),
+            title=f"{r.cfg.model}: {args.split} image {args.index} ({classes[label]}, predicted {classes[pred]})"))
+    print("saved: " + ", ".join(str(p) for p in saved))
+    return EXIT_OK
+
+
 def cmd_compare(args) -> int:
     from .report import compare
 
@@ -563,6 +599,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
     sp.add_argument("--out", metavar="DIR", help="where to write confusion.png/eval.json (default: the run)")
     sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = add("viz", cmd_viz, "Look inside a trained model: its first conv's filters and the feature maps of "
+             "every conv layer for one image.",
+             ["convlab viz runs/001-lenet-modern-fashion-mnist                 # filters + maps of test image 0",
+              "convlab viz runs/001-lenet-modern-fashion-mnist --what maps --index 42",
+              "convlab viz runs/003-resnet20-cifar10 --layer conv1 --layer layer3.2.conv2 --channels 8"])
+    sp.add_argument("run", metavar="RUN_OR_CHECKPOINT", help="a run directory (uses best.pt) or a .pt file")
+    sp.add_argument("--what", choices=["filters", "maps", "both"], default="both", help="what to draw (default both)")
+    sp.add_argument("--layer", action="append", metavar="NAME",
+                    help="layer(s) whose maps to draw (default every conv); the first one, if a conv, for filters")
+    sp.add_argument("--index", type=int, default=0, metavar="N", help="which image of the split (default 0)")
+    sp.add_argument("--split", choices=["test", "train"], default="test")
+    sp.add_argument("--channels", type=int, default=16, metavar="K", help="maps drawn per layer (default 16)")
+    sp.add_argument("--data", metavar="NAME", help="dataset (default: the one it was trained on)")
+    sp.add_argument("--data-dir", metavar="DIR")
+    sp.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    sp.add_argument("--out", metavar="DIR", help="where to write the PNGs (default: the run directory)")
 
     sp = add("compare", cmd_compare, "Compare finished runs: a table of results and their curves on shared axes.",
              ["convlab compare runs/001-resnet20-cifar10 runs/002-plain20-cifar10 --plot compare.png",

@@ -1,4 +1,4 @@
-"""Plots: training curves and confusion matrices (matplotlib, headless)."""
+"""Plots: training curves, confusion matrices, learned filters and feature maps (matplotlib, headless)."""
 
 from __future__ import annotations
 
@@ -78,4 +78,139 @@ def plot_confusion(matrix, classes: list[str], path: Path, title: str = "") -> P
                         color="white" if norm[i, j] > 0.5 else "black")
     if title:
         ax.set_title(title)
+    return save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# what a trained CNN learned: its filters, and the maps its layers compute for one image
+
+
+def conv_layers(model) -> dict:
+    """The model's Conv2d modules by name, in forward order of definition."""
+    import torch.nn as nn
+
+    return {name: m for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+
+
+def _pick(layers: dict, name: str | None, what: str):
+    from .errors import UsageError, did_you_mean
+
+    if not layers:
+        raise UsageError(f"the model has no {what} to show")
+    if name is None:
+        return next(iter(layers.items()))
+    if name not in layers:
+        raise UsageError(f"no {what} named {name!r}{did_you_mean(name, layers)}; the model's are: "
+                         f"{', '.join(layers)}")
+    return name, layers[name]
+
+
+def filter_tiles(weight, max_tiles: int = 64):
+    """Kernels as images: [T, kh, kw, 3] in [0, 1] for RGB-input filters (each scaled on its own), else
+    [T, kh, kw] signed values, one per (output, input) channel pair, output-major, at most ``max_tiles``."""
+    w = weight.detach().float().cpu()
+    if w.shape[1] == 3:
+        t = w[:max_tiles].permute(0, 2, 3, 1)
+        lo = t.amin(dim=(1, 2, 3), keepdim=True)
+        hi = t.amax(dim=(1, 2, 3), keepdim=True)
+        return ((t - lo) / (hi - lo).clamp(min=1e-12)).numpy()
+    return w.reshape(-1, w.shape[2], w.shape[3])[:max_tiles].numpy()
+
+
+def plot_filters(model, path, layer: str | None = None, title: str = "", max_tiles: int = 64) -> Path:
+    """A grid of one conv layer's kernels (the first conv by default). Single-channel kernels use a
+    diverging colour map centred on zero (red positive, blue negative, one scale for the grid), so
+    edge and blob detectors read at a glance; RGB-input kernels are shown in colour."""
+    import math
+
+    import numpy as np
+
+    name, conv = _pick(conv_layers(model), layer, "conv layer")
+    tiles = filter_tiles(conv.weight, max_tiles)
+    o, i = conv.weight.shape[:2]
+    rgb = tiles.ndim == 4
+    cols = min(len(tiles), i if 1 < i <= 16 and not rgb else 8)
+    rows = math.ceil(len(tiles) / cols)
+    plt = _plt()
+    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols + 0.8, 1.1 * rows + 0.9), squeeze=False)
+    vmax = float(np.abs(tiles).max()) or 1.0
+    im = None
+    for k, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if k >= len(tiles):
+            continue
+        if rgb:
+            ax.imshow(tiles[k], interpolation="nearest")
+        else:
+            im = ax.imshow(tiles[k], cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
+        ax.set_title(f"{k // i if not rgb else k}" + (f".{k % i}" if i > 1 and not rgb else ""), fontsize=7)
+    shown = f"{len(tiles)} of {o * (1 if rgb else i)}" if len(tiles) < o * (1 if rgb else i) else f"{len(tiles)}"
+    fig.suptitle(title or f"{name}: {shown} kernels {conv.weight.shape[2]}×{conv.weight.shape[3]}"
+                 + ("" if rgb or i == 1 else " (output.input channel)"))
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6)
+        fig.savefig(path, dpi=110)
+        _plt().close(fig)
+        return Path(path)
+    return save(fig, path)
+
+
+def feature_maps(model, image, layers: list[str] | None = None) -> dict:
+    """The output of each named module (every conv layer by default) for one image [C, H, W], in
+    eval mode and without gradients: {name: tensor [C', H', W']}."""
+    import torch
+
+    from .errors import UsageError, did_you_mean
+
+    modules = dict(model.named_modules())
+    names = layers or list(conv_layers(model))
+    for n in names:
+        if n not in modules or not n:
+            raise UsageError(f"no layer named {n!r}{did_you_mean(n, [m for m in modules if m])}")
+    out, hooks = {}, []
+    for n in names:
+        hooks.append(modules[n].register_forward_hook(lambda m, a, y, n=n: out.__setitem__(n, y.detach()[0].cpu())))
+    was = model.training
+    try:
+        model.eval()
+        param = next(model.parameters(), None)
+        x = image.unsqueeze(0)
+        if param is not None:
+            x = x.to(param.device, param.dtype)
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    return out
+
+
+def plot_feature_maps(model, image, path, layers: list[str] | None = None, max_channels: int = 16,
+                      title: str = "", shown_image=None) -> Path:
+    """The input image, then one row per layer with its first ``max_channels`` maps (each map on its
+    own grey scale, as what matters is where a channel fires)."""
+    maps = feature_maps(model, image, layers)
+    cols = min(max_channels, max((m.shape[0] for m in maps.values() if m.dim() == 3), default=1))
+    plt = _plt()
+    fig, axes = plt.subplots(len(maps) + 1, cols, figsize=(1.15 * cols + 0.6, 1.3 * (len(maps) + 1) + 0.6),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    shown = (shown_image if shown_image is not None else image).detach().float().cpu()
+    if shown.shape[0] == 3:
+        lo, hi = shown.min(), shown.max()
+        axes[0, 0].imshow(((shown - lo) / (hi - lo).clamp(min=1e-12)).permute(1, 2, 0).numpy())
+    else:
+        axes[0, 0].imshow(shown[0].numpy(), cmap="gray")
+    axes[0, 0].set_title(f"input {'×'.join(map(str, shown.shape))}", fontsize=7, loc="left")
+    for r, (name, m) in enumerate(maps.items(), start=1):
+        if m.dim() != 3:
+            axes[r, 0].text(0, 0.5, f"{name}: {list(m.shape)} (not a map)", fontsize=7)
+            continue
+        for c in range(min(cols, m.shape[0])):
+            axes[r, c].imshow(m[c].numpy(), cmap="gray", interpolation="nearest")
+        axes[r, 0].set_title(f"{name} {m.shape[0]}×{m.shape[1]}×{m.shape[2]}", fontsize=7, loc="left")
+    if title:
+        fig.suptitle(title)
     return save(fig, path)

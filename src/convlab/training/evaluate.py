@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,10 +14,21 @@ from .config import TrainConfig
 from .loop import Dist, make_model, pick_device
 
 
-def evaluate_run(run: str, data: str | None = None, data_dir: str | None = None, split: str = "test",
-                 device: str = "auto", out: str | None = None) -> dict:
-    from ..data import Batcher, load
-    from ..viz import plot_confusion
+@dataclass
+class LoadedRun:
+    """A trained model back from its run directory or checkpoint, with its data and config."""
+
+    model: torch.nn.Module
+    cfg: TrainConfig
+    ds: object
+    checkpoint: Path
+    run_dir: Path
+    device: torch.device
+
+
+def load_run(run: str, data: str | None = None, data_dir: str | None = None, device: str = "auto") -> LoadedRun:
+    """The model of a run directory (its best.pt, else last.pt) or of a checkpoint file, in eval mode."""
+    from ..data import load
 
     path = Path(run)
     if path.is_dir():
@@ -40,6 +52,16 @@ def evaluate_run(run: str, data: str | None = None, data_dir: str | None = None,
         raise UsageError(f"{ckpt}: its weights do not fit {cfg.model} on {ds.name} "
                          f"({str(e).splitlines()[0]})") from None
     model.to(dev).eval()
+    return LoadedRun(model, cfg, ds, ckpt, run_dir, dev)
+
+
+def evaluate_run(run: str, data: str | None = None, data_dir: str | None = None, split: str = "test",
+                 device: str = "auto", out: str | None = None) -> dict:
+    from ..data import Batcher
+    from ..viz import plot_confusion
+
+    r = load_run(run, data, data_dir, device)
+    model, cfg, ds, ckpt, run_dir, dev = r.model, r.cfg, r.ds, r.checkpoint, r.run_dir, r.device
     x, y = (ds.test_x, ds.test_y) if split == "test" else (ds.train_x, ds.train_y)
     batches = Batcher(x, y, ds.mean, ds.std, batch_size=512, device=dev, resize=cfg.resize)
     n = ds.num_classes
