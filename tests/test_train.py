@@ -106,6 +106,22 @@ def test_nan_loss_stops_with_a_clear_message(mini):
         train(config=cfg(mini, out="runs/nan", lr=1e30, augment="none"), progress=False)
 
 
+def test_reading_the_loss_every_few_steps_changes_nothing(mini, monkeypatch):
+    # how an accelerator runs: the loss is summed on the device and read every READ_EVERY steps
+    from convlab.training import loop
+
+    a = train(config=cfg(mini, out="runs/every1"), progress=False)
+    monkeypatch.setattr(loop, "READ_EVERY_CPU", 4)  # 6 steps per epoch: read after steps 4 and 8, and at epoch ends
+    b = train(config=cfg(mini, out="runs/every4"), progress=False)
+    assert a.metrics == [dict(m, epoch_s=n["epoch_s"], images_per_s=n["images_per_s"], wall_s=n["wall_s"])
+                         for m, n in zip(b.metrics, a.metrics)]
+    # a NaN that appears between two reads still stops the run before anything is saved
+    monkeypatch.setattr(loop, "READ_EVERY_CPU", 100)
+    with pytest.raises(TrainingError, match=r"loss became (nan|inf)"):
+        train(config=cfg(mini, out="runs/nan4", lr=1e30, augment="none"), progress=False)
+    assert not (mini / "runs/nan4/last.pt").exists()
+
+
 def test_existing_run_is_never_overwritten(mini):
     train(config=cfg(mini, out="runs/keep", epochs=1), progress=False)
     before = (mini / "runs/keep/metrics.jsonl").read_bytes()

@@ -310,11 +310,18 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
     run = Run(rundir.path if d.main else None, cfg, metrics, best, net)
 
     def checkpoint(epoch: int, batch: int, part) -> None:
+        # the weights are the same on every rank, so every rank takes the same branch here
+        params = list(net.parameters())
+        if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            raise _nonfinite((float("nan"), epoch + 1, step), cfg, what="weights")
         if d.main:
             save_checkpoint(rundir.path / "last.pt", net, optimizer, scaler, cfg, epoch=epoch, batch=batch, step=step,
                             best_acc=run.best_acc, partial=part)
         _barrier(d)
 
+    # on a CPU the loss is read after every step (free there: nothing runs ahead); on an accelerator every
+    # READ_EVERY steps, so the host keeps queueing work instead of waiting for each step to finish
+    read_every = READ_EVERY_CPU if device.type == "cpu" else READ_EVERY
     t_start = time.perf_counter() - wall_before
     epoch, done_batch = start_epoch, start_batch
     stop = _StopRequest(d)
@@ -325,8 +332,8 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
             train_batches.set_epoch(epoch)
             model.train()
             skip = start_batch if epoch == start_epoch else 0
-            loss_sum, correct, seen = partial if epoch == start_epoch else (0.0, 0, 0)
-            seen_before = seen  # images of this epoch trained before a resume: not part of this timing
+            tally = _Tally(device, partial if epoch == start_epoch else (0.0, 0, 0))
+            seen_before = tally.seen  # images of this epoch trained before a resume: not part of this timing
             t_epoch = time.perf_counter()
             reporter.start_epoch(epoch, steps_per_epoch, skip)
             done_batch = skip
@@ -345,17 +352,15 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
                 scaler.step(optimizer)
                 scaler.update()
                 step += 1
-                lv = loss.item()
-                if not math.isfinite(lv) and stop.nonfinite is None:
-                    stop.nonfinite = (lv, epoch + 1, step)
-                if stop.nonfinite and d.world == 1:  # under DDP the ranks first agree (should_stop below)
-                    raise _nonfinite(stop.nonfinite, cfg)
-                loss_sum += lv * len(y)
-                correct += int((logits.argmax(1) == y).sum())
-                seen += len(y)
-                reporter.step(batch_i + 1, loss_sum / seen, correct / seen, seen, time.perf_counter() - t_epoch)
-                partial = (loss_sum, correct, seen)
+                tally.add(loss, logits, y)
                 done_batch = batch_i + 1
+                if step % read_every == 0:  # reading the sums makes an accelerator wait: not every step there
+                    loss_sum, correct, seen = tally.read()
+                    if not math.isfinite(loss_sum) and stop.nonfinite is None:
+                        stop.nonfinite = (loss_sum, epoch + 1, step)
+                    if stop.nonfinite and d.world == 1:  # under DDP the ranks first agree (should_stop below)
+                        raise _nonfinite(stop.nonfinite, cfg)
+                    reporter.step(batch_i + 1, loss_sum / seen, correct / seen, seen, time.perf_counter() - t_epoch)
                 if stop.should_stop():  # Ctrl-C: stop at this step boundary, where the state is consistent
                     if stop.nonfinite_anywhere:
                         raise _nonfinite(stop.nonfinite or (float("nan"), epoch + 1, step), cfg)
@@ -366,7 +371,10 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
             if stop_now and stop.nonfinite_anywhere:
                 raise _nonfinite(stop.nonfinite or (float("nan"), epoch + 1, step), cfg)
             epoch_s = time.perf_counter() - t_epoch
+            loss_sum, correct, seen = tally.read()
             tl, tc, tn, fresh = _all_reduce([loss_sum, correct, seen, seen - seen_before], d, device)
+            if not math.isfinite(tl):  # a non-finite loss on any rank (the sum carries it): nothing is saved
+                raise _nonfinite(stop.nonfinite or (tl, epoch + 1, step), cfg)
             row = {"epoch": epoch + 1, "train_loss": tl / max(tn, 1), "train_acc": tc / max(tn, 1),
                    "test_loss": None, "test_acc": None, "lr": optimizer.param_groups[0]["lr"],
                    "images_per_s": fresh / epoch_s if epoch_s > 0 else None, "epoch_s": epoch_s,
@@ -386,7 +394,6 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
             checkpoint(epoch + 1 if finished else epoch, 0 if finished else done_batch, (0.0, 0, 0))
             if improved and d.main:
                 rundir.copy_best()
-            partial = (0.0, 0, 0)
             if stop_now:  # Ctrl-C during the epoch's last step: the epoch is recorded and saved, now stop
                 raise _Stop
     except (_Stop, KeyboardInterrupt) as e:
@@ -396,7 +403,7 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
             if done_batch >= steps_per_epoch and len(metrics) > epoch:
                 checkpoint(epoch + 1, 0, (0.0, 0, 0))  # the epoch finished and was recorded
             else:
-                checkpoint(epoch, done_batch, partial)
+                checkpoint(epoch, done_batch, tally.read())
             where = f"epoch {epoch + 1}, batch {done_batch}"
         else:  # a second Ctrl-C (or one outside the loop): the last checkpoint written stays as it is
             where = "its last saved state"
@@ -424,10 +431,35 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
     return run
 
 
-def _nonfinite(where: tuple, cfg: TrainConfig) -> TrainingError:
+READ_EVERY, READ_EVERY_CPU = 25, 1
+
+
+class _Tally:
+    """An epoch's running training loss and accuracy, summed where the model runs (float64 where the
+    device has it, so a run's metrics do not depend on how often they are read)."""
+
+    def __init__(self, device: torch.device, start: tuple = (0.0, 0, 0)):
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.loss = torch.tensor(float(start[0]), dtype=dtype, device=device)
+        self.correct = torch.tensor(int(start[1]), dtype=torch.int64, device=device)
+        self.seen = int(start[2])
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.loss += loss.detach().to(self.loss.dtype) * len(y)
+        self.correct += (logits.argmax(1) == y).sum()
+        self.seen += len(y)
+
+    def read(self) -> tuple[float, int, int]:
+        """(loss sum, correct, seen) as Python numbers; on an accelerator this waits for the queued steps."""
+        return float(self.loss), int(self.correct), self.seen
+
+
+def _nonfinite(where: tuple, cfg: TrainConfig, what: str = "loss") -> TrainingError:
     lv, epoch, step = where
-    return TrainingError(f"the loss became {lv} at epoch {epoch}, step {step}; the run stopped and last.pt holds "
-                         f"the last good state. Lower --lr (now {cfg.lr}) or add warm-up (--warmup 0.1)")
+    seen = f"became {lv}" if what == "loss" else "became non-finite"
+    return TrainingError(f"the training {what} {seen} (seen at epoch {epoch}, step {step}); the run stopped and "
+                         f"last.pt holds the last good state. Lower --lr (now {cfg.lr}) or add warm-up "
+                         f"(--warmup 0.1)")
 
 
 class _Stop(Exception):
@@ -511,15 +543,13 @@ def evaluate(model, batches, d: Dist, device, autocast=contextlib.nullcontext())
     """Mean cross-entropy and accuracy over a split, summed across ranks."""
     was = model.training
     model.eval()
-    loss_sum, correct, n = 0.0, 0, 0
+    tally = _Tally(device)
     for x, y in batches:
         with autocast:
             logits = model(x)
-        loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
-        n += len(y)
+        tally.add(F.cross_entropy(logits.float(), y), logits, y)  # the mean loss, weighed by the batch size
     model.train(was)
-    loss_sum, correct, n = _all_reduce([loss_sum, correct, n], d, device)
+    loss_sum, correct, n = _all_reduce(list(tally.read()), d, device)
     return loss_sum / max(n, 1), correct / max(n, 1)
 
 
