@@ -231,6 +231,9 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
     device = pick_device(cfg.device, d)
     if device.type == "cpu":
         tune_cpu_allocator()
+    elif device.type == "cuda":  # fixed shapes: let cuDNN pick its fastest kernels; TF32 for fp32 matmuls
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
 
     ds = data if data is not None and not isinstance(data, str) else load(cfg.data, cfg.data_dir, progress=d.main)
     c, h, w = ds.shape
