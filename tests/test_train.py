@@ -296,6 +296,10 @@ def test_compare_and_report(mini, capsys):
     assert main(["report", "runs/r2"]) == 0
     page = (mini / "runs/r2/report.html").read_text()
     assert "data:image/png;base64," in page and "test accuracy" in page and "conv1" in page
+    assert "Inside the model" not in page
+    assert main(["viz", "runs/r2", "--what", "filters"]) == 0 and main(["report", "runs/r2"]) == 0
+    page = (mini / "runs/r2/report.html").read_text()
+    assert "Inside the model" in page and page.count("data:image/png;base64,") == 2  # curves, filters
     assert main(["compare", "runs/nope"]) == 2
 
 

@@ -95,6 +95,7 @@ def report(run: str | Path, out: str | Path | None = None) -> Path:
     spec = (p / "model.spec").read_text().strip() if (p / "model.spec").is_file() else ""
     acc = pct(r["final_test_acc"])
     confusions = "".join(_img(c) for c in sorted(p.glob("confusion-*.png")))
+    inside = "".join(_img(c) for c in sorted(p.glob("filters-*.png")) + sorted(p.glob("maps-*.png")))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{esc(p.name)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{text-align:left;background:#f4f4f4}}
@@ -105,6 +106,7 @@ epoch(s) (best {pct(r['best_test_acc'])} at epoch {cell(r['best_epoch'])}), {cel
 {_img(p / 'curves.png')}
 <h2>Metrics</h2><table><tr>{''.join(f'<th>{k}</th>' for k in keys)}</tr>{met_rows}</table>
 {('<h2>Evaluation</h2>' + confusions) if confusions else ''}
+{('<h2>Inside the model</h2><p>drawn by <code>convlab viz</code></p>' + inside) if inside else ''}
 <h2>Model</h2>{f'<pre>{esc(spec)}</pre>' if spec else ''}<pre>{esc(summary)}</pre>
 <h2>Config</h2><table>{cfg_rows}</table>
 </body></html>"""
