@@ -52,3 +52,12 @@ def test_plots_and_bad_layer_names(tmp_path):
         plot_filters(model, tmp_path / "x.png", layer="cnv2")
     with pytest.raises(UsageError, match="relu"):
         feature_maps(model, torch.randn(3, 16, 16), layers=["rleu"])
+
+
+def test_a_model_without_convs_says_so():
+    mlp = build("flatten fc(32) relu fc(10)", (1, 8, 8))
+    with pytest.raises(UsageError, match="no conv layer"):
+        plot_filters(mlp, "unused.png")
+    with pytest.raises(UsageError, match="--layer"):
+        feature_maps(mlp, torch.randn(1, 8, 8))
+    assert feature_maps(mlp, torch.randn(1, 8, 8), layers=["fc1"])["fc1"].shape == (32,)

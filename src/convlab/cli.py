@@ -363,6 +363,8 @@ def cmd_viz(args) -> int:
     from .training.evaluate import load_run
     from .viz import conv_layers, plot_feature_maps, plot_filters
 
+    if args.channels < 1:
+        raise UsageError(f"--channels must be >= 1, got {args.channels}")
     r = load_run(args.run, data=args.data, data_dir=args.data_dir, device=args.device)
     target = Path(args.out) if args.out else r.run_dir
     target.mkdir(parents=True, exist_ok=True)

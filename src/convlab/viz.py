@@ -164,6 +164,8 @@ def feature_maps(model, image, layers: list[str] | None = None) -> dict:
 
     modules = dict(model.named_modules())
     names = layers or list(conv_layers(model))
+    if not names:
+        raise UsageError("the model has no conv layers; name the layers whose outputs to show (--layer NAME)")
     for n in names:
         if n not in modules or not n:
             raise UsageError(f"no layer named {n!r}{did_you_mean(n, [m for m in modules if m])}")
