@@ -1,13 +1,15 @@
 """Max pooling with a faster CPU path for the common 2×2, stride-2 case on few channels.
 
 PyTorch's CPU max-pool kernel for channels-last tensors vectorises over channels; with fewer channels
-than a vector holds (LeNet's 6 after its first conv) it falls back to scalar code and becomes the
-slowest op of the training step. The 2×2 window is two pairwise maxima instead: first across the
+than a vector holds (LeNet's 6 after its first conv) it falls back to scalar code and costs a fifth
+of the training step. The 2×2 window is two pairwise maxima instead: first across the
 two columns of each window row, then across the two rows, each an elementwise ``maximum`` over
 strided views that vectorises along the whole row. The backward pass routes each gradient to the
 element PyTorch's kernel would pick (the first maximum in row-major window order, so ties resolve the
-same way) through two saved 0/1 masks. Outputs and gradients equal ``F.max_pool2d``'s exactly
-(tests/test_pool.py); bench/train_speed.py measures the effect.
+same way) through two saved 0/1 masks. Outputs and (finite) gradients equal ``F.max_pool2d``'s
+exactly (tests/test_pool.py); bench/pool_speed.py and bench/train_speed.py measure the effect. An
+infinite incoming gradient spreads as NaN over its window here (0 × inf), where PyTorch's kernel
+keeps it on the maximum; a training step with such a gradient is lost either way.
 """
 
 from __future__ import annotations
@@ -92,8 +94,8 @@ class MaxPool2d(nn.MaxPool2d):
     when the pool is 2×2 with stride 2 and no padding."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (not self.return_indices and not self.ceil_mode and _pair(self.kernel_size) == (2, 2) and _pair(self.stride) == (2, 2)
-                and _pair(self.padding) == (0, 0) and _pair(self.dilation) == (1, 1)):
+        if (not self.return_indices and not self.ceil_mode and _pair(self.kernel_size) == (2, 2)
+                and _pair(self.stride) == (2, 2) and _pair(self.padding) == (0, 0) and _pair(self.dilation) == (1, 1)):
             return max_pool2x2(x)
         return super().forward(x)
 
