@@ -183,6 +183,9 @@ def test_cli_train_and_eval(mini, capsys):
     assert (mini / "viz/filters-conv1.png").stat().st_size > 2000 and (mini / "viz/maps-test-3.png").stat().st_size > 2000
     assert main(["viz", "runs/cli", "--index", "40"]) == 2            # 40 test images: 0..39
     assert main(["viz", "runs/cli", "--what", "maps", "--layer", "conv9"]) == 2
+    assert main(["viz", "runs/cli", "--what", "filters", "--layer", "cnv2"]) == 2  # a typo is not ignored
+    assert main(["viz", "runs/cli", "--what", "filters", "--layer", "relu1", "--layer", "conv2", "--out", "v2"]) == 0
+    assert (mini / "v2/filters-conv2.png").is_file()
 
 
 # ---------------------------------------------------------------- distributed (2 processes, gloo, CPU)

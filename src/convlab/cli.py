@@ -361,7 +361,7 @@ def cmd_viz(args) -> int:
 
     from .data import Batcher
     from .training.evaluate import load_run
-    from .viz import conv_layers, plot_feature_maps, plot_filters
+    from .viz import check_layers, conv_layers, plot_feature_maps, plot_filters
 
     if args.channels < 1:
         raise UsageError(f"--channels must be >= 1, got {args.channels}")
@@ -369,8 +369,9 @@ def cmd_viz(args) -> int:
     target = Path(args.out) if args.out else r.run_dir
     target.mkdir(parents=True, exist_ok=True)
     saved = []
+    check_layers(r.model, args.layer or [])
     if args.what in ("filters", "both"):
-        layer = args.layer[0] if args.layer and args.layer[0] in conv_layers(r.model) else None
+        layer = next((n for n in args.layer or [] if n in conv_layers(r.model)), None)  # else the first conv
         name = layer or next(iter(conv_layers(r.model)), "conv")
         saved.append(plot_filters(r.model, target / f"filters-{name}.png", layer=layer))
     if args.what in ("maps", "both"):
@@ -610,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("run", metavar="RUN_OR_CHECKPOINT", help="a run directory (uses best.pt) or a .pt file")
     sp.add_argument("--what", choices=["filters", "maps", "both"], default="both", help="what to draw (default both)")
     sp.add_argument("--layer", action="append", metavar="NAME",
-                    help="layer(s) whose maps to draw (default every conv); the first one, if a conv, for filters")
+                    help="layer(s) whose maps to draw (default every conv); the first conv among them for filters")
     sp.add_argument("--index", type=int, default=0, metavar="N", help="which image of the split (default 0)")
     sp.add_argument("--split", choices=["test", "train"], default="test")
     sp.add_argument("--channels", type=int, default=16, metavar="K", help="maps drawn per layer (default 16)")

@@ -155,20 +155,28 @@ def plot_filters(model, path, layer: str | None = None, title: str = "", max_til
     return save(fig, path)
 
 
+def check_layers(model, names) -> None:
+    """A UsageError, with the closest names, for any of ``names`` that is not a module of the model."""
+    from .errors import UsageError, did_you_mean
+
+    modules = [m for m, _ in model.named_modules() if m]
+    for n in names:
+        if n not in modules:
+            raise UsageError(f"no layer named {n!r}{did_you_mean(n, modules)}")
+
+
 def feature_maps(model, image, layers: list[str] | None = None) -> dict:
     """The output of each named module (every conv layer by default) for one image [C, H, W], in
     eval mode and without gradients: {name: tensor [C', H', W']}."""
     import torch
 
-    from .errors import UsageError, did_you_mean
+    from .errors import UsageError
 
     modules = dict(model.named_modules())
     names = layers or list(conv_layers(model))
     if not names:
         raise UsageError("the model has no conv layers; name the layers whose outputs to show (--layer NAME)")
-    for n in names:
-        if n not in modules or not n:
-            raise UsageError(f"no layer named {n!r}{did_you_mean(n, [m for m in modules if m])}")
+    check_layers(model, names)
     out, hooks = {}, []
     for n in names:
         hooks.append(modules[n].register_forward_hook(lambda m, a, y, n=n: out.__setitem__(n, y.detach()[0].cpu())))
