@@ -230,6 +230,21 @@ def test_random_crop_and_flip_are_what_they_say():
     assert ((c == 0).sum(dim=(1, 2, 3)) <= 16).all() and (c == 0).any()
 
 
+def test_flip_from_the_mirrored_copy_equals_the_gather(monkeypatch):
+    from convlab.data import batcher
+
+    fast, x, _ = _batcher(batch_size=16, train=True, seed=2, augment=Augment(flip=True))
+    assert fast.x_and_mirror is not None
+    monkeypatch.setattr(batcher, "MIRROR_MAX_BYTES", 0)  # too big to mirror: the gather path
+    slow, _, _ = _batcher(batch_size=16, train=True, seed=2, augment=Augment(flip=True))
+    assert slow.x_and_mirror is None
+    a, b = list(fast), list(slow)
+    assert len(a) == len(b) == 6
+    assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
+    flips = [torch.allclose(xb[i], (x[ya[i]].flip(-1).float() / 255 - 0.5) / 0.25) for xb, ya in a for i in range(16)]
+    assert 20 < sum(flips) < 76  # about half of the 96 images are mirrored
+
+
 def test_augment_parsing():
     assert Augment.parse("crop=4,flip", Augment()) == Augment(crop=4, flip=True)
     assert Augment.parse("none", Augment(crop=4)) == Augment()

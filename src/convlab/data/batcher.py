@@ -63,6 +63,9 @@ def default_augment(dataset) -> Augment:
     return Augment(crop=crop, flip=bool(dataset.flip))
 
 
+MIRROR_MAX_BYTES = 512 << 20  # datasets up to this size keep a mirrored copy for flips (uint8: bytes = numel)
+
+
 class Batcher:
     """Yields (images, labels) float batches for one split, from tensors resident on ``device``."""
 
@@ -90,6 +93,11 @@ class Batcher:
         self.resize = resize
         self.dtype = dtype
         self.epoch = 0
+        # flip without crop: keep the mirrored images too, so a batch is one index_select from [x; flipped x]
+        # (25 µs for 256 Fashion-MNIST images against 540 µs for a gather of computed pixel indices here)
+        self.x_and_mirror = None
+        if self.augment.flip and not self.augment.crop and self.x.numel() <= MIRROR_MAX_BYTES:
+            self.x_and_mirror = torch.cat([self.x, self.x.flip(-1)])
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -126,13 +134,17 @@ class Batcher:
             b = idx[i * self.batch_size: (i + 1) * self.batch_size]
             if len(b) == 0:
                 break
-            yield self.make_batch(b, g), self.y[b]
+            yield self.make_batch(b, g), self.y.index_select(0, b)
 
     def make_batch(self, b: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
-        x = self.x[b]  # (B, C, H, W) uint8
         a = self.augment
-        if a.crop or a.flip:
-            x = random_crop_flip(x, a.crop, a.flip, g)
+        if self.x_and_mirror is not None:  # the same random draw as random_crop_flip's without a crop
+            mirrored = torch.rand(len(b), generator=g, device=self.device) < 0.5
+            x = self.x_and_mirror.index_select(0, b + mirrored * len(self.x))
+        else:
+            x = self.x.index_select(0, b)  # (B, C, H, W) uint8; index_select is ~10x faster than x[b] on CPU
+            if a.crop or a.flip:
+                x = random_crop_flip(x, a.crop, a.flip, g)
         x = x.to(torch.float32).div_(255.0)
         if a.cutout:
             x = cutout(x, a.cutout, g, fill=self.mean)
