@@ -14,9 +14,10 @@ def _plt():
     return plt
 
 
-def save(fig, path) -> Path:
-    """Lay out, write as PNG, and free the figure."""
-    fig.tight_layout()
+def save(fig, path, tight: bool = True) -> Path:
+    """Lay out (unless a colour bar placed by hand says not to), write as PNG, and free the figure."""
+    if tight:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     _plt().close(fig)
     return Path(path)
@@ -143,16 +144,14 @@ def plot_filters(model, path, layer: str | None = None, title: str = "", max_til
             ax.imshow(tiles[k], interpolation="nearest")
         else:
             im = ax.imshow(tiles[k], cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
-        ax.set_title(f"{k // i if not rgb else k}" + (f".{k % i}" if i > 1 and not rgb else ""), fontsize=7)
-    shown = f"{len(tiles)} of {o * (1 if rgb else i)}" if len(tiles) < o * (1 if rgb else i) else f"{len(tiles)}"
+        ax.set_title(str(k) if rgb or i == 1 else f"{k // i}.{k % i}", fontsize=7)
+    total = o if rgb else o * i
+    shown = f"{len(tiles)} of {total}" if len(tiles) < total else f"{total}"
     fig.suptitle(title or f"{name}: {shown} kernels {conv.weight.shape[2]}×{conv.weight.shape[3]}"
                  + ("" if rgb or i == 1 else " (output.input channel)"))
     if im is not None:
         fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6)
-        fig.savefig(path, dpi=110)
-        _plt().close(fig)
-        return Path(path)
-    return save(fig, path)
+    return save(fig, path, tight=im is None)
 
 
 def check_layers(model, names) -> None:
