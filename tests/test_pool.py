@@ -72,3 +72,19 @@ def test_max_pool2x2_with_and_without_autograd(grad):
         out = max_pool2x2(x.requires_grad_(grad) if grad else x)
     assert torch.equal(out.detach(), F.max_pool2d(x.detach(), 2))
     assert out.requires_grad == grad
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit is deprecated, still used
+def test_models_with_the_fast_pool_still_trace_and_script():
+    from convlab import build
+
+    torch.manual_seed(0)
+    model = build("conv(6,5,p=2) maxpool(2) relu conv(16,5) maxpool(2) relu flatten fc(10)", (1, 28, 28))
+    model = model.to(memory_format=torch.channels_last).eval()
+    x = torch.randn(3, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    assert isinstance(model.maxpool1, MaxPool2d) and fast_path(model.conv1(x))
+    expected = model(x)
+    traced = torch.jit.trace(model, x)
+    scripted = torch.jit.script(model)
+    assert torch.allclose(traced(x), expected, atol=1e-6) and torch.allclose(scripted(x), expected, atol=1e-6)
+    assert "max_pool2d" in str(traced.inlined_graph)  # the recorded graph holds PyTorch's op, not a Python function

@@ -74,8 +74,10 @@ class _MaxPool2x2(torch.autograd.Function):
 
 
 def fast_path(x: torch.Tensor) -> bool:
-    """Whether :func:`max_pool2x2` takes the pairwise-maximum path for this input."""
-    return (x.dim() == 4 and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+    """Whether :func:`max_pool2x2` takes the pairwise-maximum path for this input (never while
+    ``torch.jit.trace`` records: a traced model keeps PyTorch's op)."""
+    return (not torch.jit.is_tracing() and x.dim() == 4 and x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.float64)
             and x.shape[1] < FAST_MAX_CHANNELS and x.shape[2] * x.shape[3] >= FAST_MIN_PIXELS
             and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
 
@@ -91,13 +93,17 @@ def max_pool2x2(x: torch.Tensor) -> torch.Tensor:
 
 class MaxPool2d(nn.MaxPool2d):
     """``nn.MaxPool2d`` (same arguments, state and printout) that takes :func:`max_pool2x2`'s path
-    when the pool is 2×2 with stride 2 and no padding."""
+    when the pool is 2×2 with stride 2 and no padding. TorchScript and ``torch.jit.trace`` see
+    PyTorch's op."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (not self.return_indices and not self.ceil_mode and _pair(self.kernel_size) == (2, 2)
-                and _pair(self.stride) == (2, 2) and _pair(self.padding) == (0, 0) and _pair(self.dilation) == (1, 1)):
-            return max_pool2x2(x)
-        return super().forward(x)
+        if not torch.jit.is_scripting():  # TorchScript does not compile this block
+            if (not self.return_indices and not self.ceil_mode and _pair(self.kernel_size) == (2, 2)
+                    and _pair(self.stride) == (2, 2) and _pair(self.padding) == (0, 0)
+                    and _pair(self.dilation) == (1, 1) and fast_path(x)):
+                return max_pool2x2(x)
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, ceil_mode=self.ceil_mode,
+                            return_indices=self.return_indices)
 
 
 def _pair(v) -> tuple:
