@@ -88,3 +88,5 @@ def test_models_with_the_fast_pool_still_trace_and_script():
     scripted = torch.jit.script(model)
     assert torch.allclose(traced(x), expected, atol=1e-6) and torch.allclose(scripted(x), expected, atol=1e-6)
     assert "max_pool2d" in str(traced.inlined_graph)  # the recorded graph holds PyTorch's op, not a Python function
+    fx = torch.fx.symbolic_trace(model)
+    assert torch.allclose(fx(x), expected, atol=1e-6)

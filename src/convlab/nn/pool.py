@@ -93,11 +93,12 @@ def max_pool2x2(x: torch.Tensor) -> torch.Tensor:
 
 class MaxPool2d(nn.MaxPool2d):
     """``nn.MaxPool2d`` (same arguments, state and printout) that takes :func:`max_pool2x2`'s path
-    when the pool is 2×2 with stride 2 and no padding. TorchScript and ``torch.jit.trace`` see
-    PyTorch's op."""
+    when the pool is 2×2 with stride 2 and no padding. TorchScript, ``torch.jit.trace`` and
+    ``torch.fx`` see PyTorch's op."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting():  # TorchScript does not compile this block
+        # TorchScript does not compile this block; torch.fx traces with proxies, which are not tensors
+        if not torch.jit.is_scripting() and isinstance(x, torch.Tensor):
             if (not self.return_indices and not self.ceil_mode and _pair(self.kernel_size) == (2, 2)
                     and _pair(self.stride) == (2, 2) and _pair(self.padding) == (0, 0)
                     and _pair(self.dilation) == (1, 1) and fast_path(x)):
