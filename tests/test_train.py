@@ -58,9 +58,13 @@ def test_run_directory_holds_everything(mini):
     assert (d / "model.spec").read_text().strip().startswith("conv(4,3,p=1)")
 
 
-def test_learns_a_learnable_task(mini):
-    run = train(config=cfg(mini, out="runs/learn", epochs=4, augment="none"), progress=False)
+@pytest.mark.parametrize("optimizer,lr", [("sgd", 0.05), ("adamw", 0.01)])
+def test_learns_a_learnable_task(mini, optimizer, lr):
+    run = train(config=cfg(mini, out=f"runs/learn-{optimizer}", epochs=4, augment="none", optimizer=optimizer,
+                           lr=lr), progress=False)
     assert run.test_acc > 0.9  # bright vs dark images
+    state = torch.load(mini / f"runs/learn-{optimizer}/last.pt", weights_only=True)
+    assert ("exp_avg" in str(state["optimizer"])) == (optimizer == "adamw")
 
 
 def test_same_seed_same_metrics(mini):
