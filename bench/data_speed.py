@@ -5,6 +5,11 @@ shape when it is not installed): normalised float batches with a random 4-pixel-
 random horizontal flip. The textbook pipeline applies the transforms per sample in a Dataset's
 ``__getitem__`` (as torchvision.transforms would) behind a ``torch.utils.data.DataLoader``.
 
+A second table times convlab's flip-only batches (Fashion-MNIST's default augmentation) both ways:
+from a mirrored copy of the dataset in one ``index_select`` (what the batcher does for datasets up to
+``MIRROR_MAX_BYTES``), and through the general crop-and-flip gather it uses otherwise. Both give the
+same batches (tests/test_data.py).
+
 Run: .venv/bin/python bench/data_speed.py [--batches 200] [--workers 0]
 """
 
@@ -18,7 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from convlab.data import Augment, Batcher
+from convlab.data import Augment, Batcher, batcher
 from _common import fashion_mnist_or_random
 
 
@@ -70,6 +75,19 @@ def main() -> None:
     print(f"DataLoader + per-sample transforms ({args.workers} workers): {r_slow:10.1f} batches/s  "
           f"({r_slow * args.batch_size:,.0f} images/s)")
     print(f"ratio: {r_fast / r_slow:.1f}x")
+
+    mirrored = Batcher(x, y, mean, std, batch_size=args.batch_size, train=True, augment=Augment(flip=True))
+    limit, batcher.MIRROR_MAX_BYTES = batcher.MIRROR_MAX_BYTES, 0
+    gathered = Batcher(x, y, mean, std, batch_size=args.batch_size, train=True, augment=Augment(flip=True))
+    batcher.MIRROR_MAX_BYTES = limit
+    assert mirrored.x_and_mirror is not None and gathered.x_and_mirror is None
+    n = min(args.batches, len(mirrored) - 1)
+    r_m, r_g = [], []
+    for _ in range(3):  # interleaved, best of 3
+        r_m.append(rate(mirrored, n))
+        r_g.append(rate(gathered, n))
+    print(f"flip only: mirrored copy + index_select {max(r_m):10.1f} batches/s; "
+          f"crop-and-flip gather {max(r_g):10.1f} batches/s; ratio {max(r_m) / max(r_g):.2f}x")
 
 
 if __name__ == "__main__":

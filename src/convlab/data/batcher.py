@@ -94,7 +94,7 @@ class Batcher:
         self.dtype = dtype
         self.epoch = 0
         # flip without crop: keep the mirrored images too, so a batch is one index_select from [x; flipped x]
-        # (25 µs for 256 Fashion-MNIST images against 540 µs for a gather of computed pixel indices here)
+        # instead of a gather of computed pixel indices (3.2x the batches per second: bench/data_speed.py)
         self.x_and_mirror = None
         if self.augment.flip and not self.augment.crop and self.x.numel() <= MIRROR_MAX_BYTES:
             self.x_and_mirror = torch.cat([self.x, self.x.flip(-1)])
@@ -142,7 +142,7 @@ class Batcher:
             mirrored = torch.rand(len(b), generator=g, device=self.device) < 0.5
             x = self.x_and_mirror.index_select(0, b + mirrored * len(self.x))
         else:
-            x = self.x.index_select(0, b)  # (B, C, H, W) uint8; index_select is ~10x faster than x[b] on CPU
+            x = self.x.index_select(0, b)  # (B, C, H, W) uint8; cheaper than advanced indexing x[b] on CPU
             if a.crop or a.flip:
                 x = random_crop_flip(x, a.crop, a.flip, g)
         x = x.to(torch.float32).div_(255.0)

@@ -141,8 +141,9 @@ def tune_cpu_allocator() -> bool:
     """Keep freed blocks up to 32 MiB in the C heap instead of returning them to the OS (glibc only).
 
     glibc hands large blocks back to the kernel on free, so every training step pays page faults to
-    touch fresh memory for its activations and gradients. Keeping them cuts LeNet's page faults 3x and
-    its CPU step by about 5-10% here (bench/train_speed.py times the step with and without). It changes
+    touch fresh memory for its activations and gradients. Keeping them cut a LeNet run's minor page
+    faults from 208k to 66k here and its CPU step by 3-7% (bench/train_speed.py times the step with
+    and without, each in its own process; the machine's own drift is of the same size). It changes
     this process's allocator for the rest of its life: memory freed after training stays reserved by
     the process. Returns whether the setting took effect; a no-op off glibc.
     """
