@@ -573,9 +573,7 @@ def _module_info(module) -> dict:
                 "dilation": module.dilation, "groups": module.groups, "bias": module.bias is not None,
                 "in_channels": module.in_channels}
     if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
-        def pair(v):
-            return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-
+        pair = arith.pair
         return {"kernel": pair(module.kernel_size), "stride": pair(module.stride or module.kernel_size),
                 "padding": pair(module.padding), "dilation": pair(getattr(module, "dilation", 1)),
                 "ceil_mode": module.ceil_mode}
@@ -598,12 +596,6 @@ def _arg(args, kwargs, i, name, default=None):
     if len(args) > i:
         return args[i]
     return kwargs.get(name, default)
-
-
-def _pair2(v):
-    if isinstance(v, (tuple, list)):
-        return tuple(v) if len(v) == 2 else (v[0], v[0])
-    return (v, v)
 
 
 GLOBAL = "global"  # receptive field after global pooling, flatten or fc; None means unknown
@@ -629,9 +621,9 @@ def _conv_rule(tr, args, kwargs):
     x, w = args[0], _arg(args, kwargs, 1, "weight")
     if x.dim() != 4 or w is None or w.dim() != 4:
         return NotImplemented
-    stride = _pair2(_arg(args, kwargs, 3, "stride", 1))
+    stride = arith.pair(_arg(args, kwargs, 3, "stride", 1))
     padding = _arg(args, kwargs, 4, "padding", 0)
-    dilation = _pair2(_arg(args, kwargs, 5, "dilation", 1))
+    dilation = arith.pair(_arg(args, kwargs, 5, "dilation", 1))
     groups = _arg(args, kwargs, 6, "groups", 1)
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
@@ -644,11 +636,11 @@ def _conv_rule(tr, args, kwargs):
         if padding == "same":
             hw = (h, wd)
         else:  # a module's settings are valid ints already: skip arith's argument checks
-            hw = (arith._conv1(h, kh, stride[0], pad[0], dilation[0], checked=True),
-                  arith._conv1(wd, kw, stride[1], pad[1], dilation[1], checked=True))
+            hw = (arith.conv1d_out(h, kh, stride[0], pad[0], dilation[0], validate=False),
+                  arith.conv1d_out(wd, kw, stride[1], pad[1], dilation[1], validate=False))
     except ShapeError as e:
         raise tr._error(str(e)) from None
-    tr.add_macs(n * o * cg * kh * kw * hw[0] * hw[1])
+    tr.add_macs(n * arith.conv_macs(cg * groups, o, groups, (kh, kw), hw))
     return _meta((n, o, *hw), x, _rf_step2(_rf_of(x), (kh, kw), stride, pad, dilation))
 
 
@@ -662,7 +654,7 @@ def _linear_rule(tr, args, kwargs):
             extra = f"; the input is {x.dim()}-D {list(x.shape)}: flatten it first (→ {math.prod(x.shape[1:])})"
         raise tr._error(f"expected {w.shape[1]} input features but the input has {x.shape[-1]}; "
                         f"set in_features={x.shape[-1]}{extra}")
-    tr.add_macs(math.prod(x.shape[:-1]) * w.shape[0] * w.shape[1])
+    tr.add_macs(arith.linear_macs(w.shape[1], w.shape[0], math.prod(x.shape[:-1])))
     return _meta((*x.shape[:-1], w.shape[0]), x, GLOBAL)
 
 
@@ -692,20 +684,20 @@ def _pool_rule(tr, args, kwargs, avg=False):
     x = args[0]
     if x.dim() != 4:
         return NotImplemented
-    k = _pair2(_arg(args, kwargs, 1, "kernel_size"))
+    k = arith.pair(_arg(args, kwargs, 1, "kernel_size"))
     s = _arg(args, kwargs, 2, "stride", None)
-    s = k if s is None or s == [] or s == () else _pair2(s)
-    p = _pair2(_arg(args, kwargs, 3, "padding", 0))
+    s = k if s is None or s == [] or s == () else arith.pair(s)
+    p = arith.pair(_arg(args, kwargs, 3, "padding", 0))
     if avg:
         d = (1, 1)
         ceil = _arg(args, kwargs, 4, "ceil_mode", False)
     else:
-        d = _pair2(_arg(args, kwargs, 4, "dilation", 1))
+        d = arith.pair(_arg(args, kwargs, 4, "dilation", 1))
         ceil = _arg(args, kwargs, 5, "ceil_mode", False)
         if _arg(args, kwargs, 6, "return_indices", False):
             return NotImplemented
     try:
-        hw = tuple(arith._pool1(x.shape[2 + i], k[i], s[i], p[i], d[i], bool(ceil)) for i in range(2))
+        hw = tuple(arith.pool1d_out(x.shape[2 + i], k[i], s[i], p[i], d[i], bool(ceil)) for i in range(2))
     except ShapeError as e:
         raise tr._error(str(e)) from None
     return _meta((*x.shape[:2], *hw), x, _rf_step2(_rf_of(x), k, s, p, d))
@@ -716,7 +708,7 @@ def _adaptive_rule(tr, args, kwargs):
     size = _arg(args, kwargs, 1, "output_size")
     if x.dim() != 4:
         return NotImplemented
-    size = _pair2(size)
+    size = arith.pair(size)
     hw = tuple(x.shape[2 + i] if size[i] is None else size[i] for i in range(2))
     return _meta((*x.shape[:2], *hw), x, GLOBAL if hw == (1, 1) else None)
 

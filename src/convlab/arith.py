@@ -28,9 +28,38 @@ __all__ = [
     "conv_out", "pool_out", "conv_transpose_out", "same_padding",
     "explain_conv", "explain_pool", "explain_conv_transpose", "Explanation", "DimExplanation",
     "solve", "Solution", "receptive_field", "RFStep", "ChainStep", "parse_chain", "explain_chain",
+    "pair", "conv1d_out", "pool1d_out", "conv_transpose1d_out", "conv_macs", "linear_macs",
 ]
 
 _AXES = ("H", "W")
+
+
+def pair(v) -> tuple:
+    """An int-or-pair setting as an (h, w) pair: 3 -> (3, 3); (3, 5) -> (3, 5); a 1-sequence (3,) -> (3, 3).
+
+    The one int-or-pair helper: the planner, the tracer's rules, the builder and the scratch ops use it.
+    """
+    if isinstance(v, (tuple, list)):
+        if len(v) == 2:
+            return tuple(v)
+        if len(v) == 1:
+            return (v[0], v[0])
+        raise ShapeError(f"expected an int or an (h, w) pair, got {v!r}")
+    return (v, v)
+
+
+def conv_macs(c_in: int, c_out: int, groups: int, kernel, out_hw) -> int:
+    """Multiply-accumulates of one conv per sample: C_out·(C_in/groups)·k_h·k_w·H_out·W_out (any number of
+    spatial dimensions: ``kernel`` and ``out_hw`` are sequences of the same length)."""
+    n = c_out * (c_in // groups)
+    for v in (*kernel, *out_hw):
+        n *= v
+    return n
+
+
+def linear_macs(in_features: int, out_features: int, rows: int = 1) -> int:
+    """Multiply-accumulates of a linear layer over ``rows`` input vectors: rows·in·out."""
+    return rows * in_features * out_features
 
 
 def _as_pairs(**named) -> tuple[bool, dict[str, tuple]]:
@@ -70,8 +99,10 @@ def _eff(k: int, d: int) -> int:
 # one dimension
 
 
-def _conv1(size: int, k: int, s: int, p: int, d: int, op: str = "conv", checked: bool = False) -> int:
-    if not checked:  # callers that validated the settings already (the planner) skip this
+def conv1d_out(size: int, k: int, s: int = 1, p: int = 0, d: int = 1, op: str = "conv", validate: bool = True) -> int:
+    """Output size of a convolution along one dimension; ``validate=False`` skips the argument checks for
+    callers whose settings are valid integers already (the planner, a module's own settings)."""
+    if validate:
         for name, v, lo in (("size", size, 1), ("kernel", k, 1), ("stride", s, 1), ("padding", p, 0),
                             ("dilation", d, 1)):
             _check_int(name, v, lo, op)
@@ -85,7 +116,8 @@ def _conv1(size: int, k: int, s: int, p: int, d: int, op: str = "conv", checked:
     return (size + 2 * p - ek) // s + 1
 
 
-def _pool1(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool, op: str = "pool") -> int:
+def pool1d_out(size: int, k: int, s: int, p: int = 0, d: int = 1, ceil_mode: bool = False, op: str = "pool") -> int:
+    """Output size of max/avg pooling along one dimension (PyTorch's floor and ceil_mode rules)."""
     for name, v, lo in (("size", size, 1), ("kernel", k, 1), ("stride", s, 1), ("padding", p, 0),
                         ("dilation", d, 1)):
         _check_int(name, v, lo, op)
@@ -106,7 +138,9 @@ def _pool1(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool, op: str =
     return out
 
 
-def _convT1(size: int, k: int, s: int, p: int, d: int, op_pad: int, op: str = "convT") -> int:
+def conv_transpose1d_out(size: int, k: int, s: int = 1, p: int = 0, d: int = 1, op_pad: int = 0,
+                         op: str = "convT") -> int:
+    """Output size of a transposed convolution along one dimension."""
     for name, v, lo in (("size", size, 1), ("kernel", k, 1), ("stride", s, 1), ("padding", p, 0),
                         ("dilation", d, 1), ("output_padding", op_pad, 0)):
         _check_int(name, v, lo, op)
@@ -135,7 +169,7 @@ def conv_out(size: Size, kernel: Size, stride: Size = 1, padding: Size | str = 0
     if isinstance(padding, str):
         return explain_conv(size, kernel, stride, padding, dilation).output
     paired, a = _as_pairs(size=size, kernel=kernel, stride=stride, padding=padding, dilation=dilation)
-    return _pack(paired, [_conv1(a["size"][i], a["kernel"][i], a["stride"][i], a["padding"][i], a["dilation"][i])
+    return _pack(paired, [conv1d_out(a["size"][i], a["kernel"][i], a["stride"][i], a["padding"][i], a["dilation"][i])
                           for i in range(len(a["size"]))])
 
 
@@ -170,7 +204,6 @@ def same_padding(kernel: int, dilation: int = 1) -> int | tuple[int, int]:
 
 def pad_before(padding, kernel, dilation=1) -> tuple[int, int]:
     """Rows and columns of padding before the input, with 'same' and 'valid' resolved as PyTorch does."""
-    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
     if padding == "valid":
         return (0, 0)
     if padding == "same":
@@ -188,7 +221,7 @@ def pool_out(size: Size, kernel: Size, stride: Size | None = None, padding: Size
     """
     stride = kernel if stride is None else stride
     paired, a = _as_pairs(size=size, kernel=kernel, stride=stride, padding=padding, dilation=dilation)
-    outs = [_pool1(a["size"][i], a["kernel"][i], a["stride"][i], a["padding"][i], a["dilation"][i], ceil_mode)
+    outs = [pool1d_out(a["size"][i], a["kernel"][i], a["stride"][i], a["padding"][i], a["dilation"][i], ceil_mode)
             for i in range(len(a["size"]))]
     return _pack(paired, outs)
 
@@ -202,7 +235,7 @@ def conv_transpose_out(size: Size, kernel: Size, stride: Size = 1, padding: Size
     """
     paired, a = _as_pairs(size=size, kernel=kernel, stride=stride, padding=padding, dilation=dilation,
                           output_padding=output_padding)
-    outs = [_convT1(a["size"][i], a["kernel"][i], a["stride"][i], a["padding"][i], a["dilation"][i],
+    outs = [conv_transpose1d_out(a["size"][i], a["kernel"][i], a["stride"][i], a["padding"][i], a["dilation"][i],
                     a["output_padding"][i]) for i in range(len(a["size"]))]
     return _pack(paired, outs)
 
@@ -309,7 +342,7 @@ def _explain_window(axis: str, size, k, s, p, d, out, ceil_mode: bool, pool: boo
                 options.append(f"padding={p2} reads them (output {(size + 2 * p2 - ek) // s + 1})")
                 break
         if pool:
-            options.append(f"ceil_mode=True keeps a partial last window (output {_pool1(size, k, s, p, d, True)})")
+            options.append(f"ceil_mode=True keeps a partial last window (output {pool1d_out(size, k, s, p, d, True)})")
         if options:
             fix = "Fix: " + "; or ".join(options) + "."
     return DimExplanation(axis=axis, input=size, kernel=k, stride=s, padding=p, dilation=d, output=out,
@@ -335,7 +368,7 @@ def explain_conv(size: Size, kernel: Size, stride: Size = 1, padding: Size | str
                                        formula="'same': out = in (stride 1)",
                                        substituted=f"padding {lo} before and {hi} after keeps {n}", steps=()))
             continue
-        out = _conv1(n, k, s, p, d)
+        out = conv1d_out(n, k, s, p, d)
         dims.append(_explain_window(axis, n, k, s, p, d, out, False, pool=False))
     return Explanation("conv", tuple(dims), _pack(paired, [x.output for x in dims]))
 

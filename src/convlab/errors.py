@@ -34,3 +34,14 @@ class DataError(ConvlabError):
 
 class UsageError(ConvlabError, ValueError):
     """A bad option value or combination (the command line exits 2)."""
+
+
+class ZooError(ConvlabError, KeyError):
+    """An unknown zoo model name or model option."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0] if self.args else ""
+
+
+class TrainingError(ConvlabError):
+    """Training could not go on (a non-finite loss, a model whose output does not fit the labels)."""

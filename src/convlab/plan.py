@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 from . import arith
+from .arith import pair
 from .errors import ShapeError
 from .spec import (BN, FC, GAP, Act, AvgPool, Bottleneck, Conv, Dropout, DWConv, Flatten, Layer, MaxPool, Res,
                    Residual, SepConv, Spec, Stage, parse)
@@ -66,10 +67,6 @@ class Plan:
     @property
     def params(self) -> int:
         return sum(n.trainable + n.non_trainable for n, _ in self.walk() if not n.reuse)
-
-
-def _pair(v) -> tuple[int, int]:
-    return tuple(v) if isinstance(v, tuple) else (v, v)
 
 
 def _fmt(shape: Shape) -> str:
@@ -193,27 +190,27 @@ class _Planner:
                              f"{[g for g in range(1, c + 1) if c % g == 0 and out_c % g == 0]}")
         try:
             if isinstance(p, str):
-                hw = arith.conv_out(shape[1:], _pair(k), _pair(s), p, _pair(d))
+                hw = arith.conv_out(shape[1:], pair(k), pair(s), p, pair(d))
             else:
-                (kh_, kw_), (sh_, sw_), (ph_, pw_), (dh_, dw_) = _pair(k), _pair(s), _pair(p), _pair(d)
-                hw = (arith._conv1(shape[1], kh_, sh_, ph_, dh_, checked=True),
-                      arith._conv1(shape[2], kw_, sw_, pw_, dw_, checked=True))
+                (kh_, kw_), (sh_, sw_), (ph_, pw_), (dh_, dw_) = pair(k), pair(s), pair(p), pair(d)
+                hw = (arith.conv1d_out(shape[1], kh_, sh_, ph_, dh_, validate=False),
+                      arith.conv1d_out(shape[2], kw_, sw_, pw_, dw_, validate=False))
         except ShapeError as e:
             raise ShapeError(self._with_down(str(e).split(": ", 1)[-1])) from None
-        kh, kw = _pair(k)
+        kh, kw = pair(k)
         out = (out_c, *hw)
         params = out_c * (c // groups) * kh * kw + (out_c if bias else 0)
-        macs = out_c * (c // groups) * kh * kw * hw[0] * hw[1]
+        macs = arith.conv_macs(c, out_c, groups, (kh, kw), hw)
         pp = arith.pad_before(p, k, d)
         if hw[0] < shape[1] or hw[1] < shape[2]:
             self.last_down = name
-        padding = p if isinstance(p, str) else _pair(p)
+        padding = p if isinstance(p, str) else pair(p)
         def make():
             nn, _ = _lib()
-            return nn.Conv2d(c, out_c, _pair(k), _pair(s), padding, _pair(d), groups, bias)
+            return nn.Conv2d(c, out_c, pair(k), pair(s), padding, pair(d), groups, bias)
 
-        info = {"kernel": (kh, kw), "stride": _pair(s), "padding": p if isinstance(p, str) else _pair(p),
-                "dilation": _pair(d), "groups": groups, "bias": bias, "in_channels": c}
+        info = {"kernel": (kh, kw), "stride": pair(s), "padding": p if isinstance(p, str) else pair(p),
+                "dilation": pair(d), "groups": groups, "bias": bias, "in_channels": c}
         return Node(name, "Conv2d", shape, out, trainable=params, macs=macs, rf=_rf_update(rf, k, s, pp, d),
                     factory=make, layer=layer, info=info)
 
@@ -247,7 +244,7 @@ class _Planner:
         self._need_map(shape, kind)
         s = layer.k if layer.s is None else layer.s
         try:
-            hw = arith.pool_out(shape[1:], _pair(layer.k), _pair(s), _pair(layer.p), 1, layer.ceil)
+            hw = arith.pool_out(shape[1:], pair(layer.k), pair(s), pair(layer.p), 1, layer.ceil)
         except ShapeError as e:
             raise ShapeError(self._with_down(str(e).split(": ", 1)[-1])) from None
         if hw != tuple(shape[1:]):
@@ -259,10 +256,10 @@ class _Planner:
             if kind == "maxpool":  # nn.MaxPool2d with a faster CPU path for 2x2 pools on few channels
                 from .nn.pool import MaxPool2d
 
-                return MaxPool2d(_pair(layer.k), _pair(s), _pair(layer.p), ceil_mode=layer.ceil)
-            return nn.AvgPool2d(_pair(layer.k), _pair(s), _pair(layer.p), ceil_mode=layer.ceil)
+                return MaxPool2d(pair(layer.k), pair(s), pair(layer.p), ceil_mode=layer.ceil)
+            return nn.AvgPool2d(pair(layer.k), pair(s), pair(layer.p), ceil_mode=layer.ceil)
 
-        info = {"kernel": _pair(layer.k), "stride": _pair(s), "padding": _pair(layer.p), "dilation": (1, 1),
+        info = {"kernel": pair(layer.k), "stride": pair(s), "padding": pair(layer.p), "dilation": (1, 1),
                 "ceil_mode": layer.ceil}
         return Node(name, cls, shape, (shape[0], *hw), rf=_rf_update(rf, layer.k, s, layer.p, 1), factory=make,
                     layer=layer, info=info)
@@ -351,7 +348,7 @@ class _Planner:
             return nn.Linear(f_in, layer.out, layer.bias)
 
         return Node(name, "Linear", shape, (layer.out,), trainable=f_in * layer.out + (layer.out if layer.bias else 0),
-                    macs=f_in * layer.out, rf=None, factory=make, layer=layer)
+                    macs=arith.linear_macs(f_in, layer.out), rf=None, factory=make, layer=layer)
 
     def _shortcut_b(self, name, shape, rf, out_c, s) -> Node:
         conv = self.conv_node(f"{name}.0", shape, rf, out_c, 1, s, 0, 1, 1, False)

@@ -14,13 +14,10 @@ from __future__ import annotations
 import torch
 
 from . import arith
+from .arith import pair
 
 __all__ = ["corr2d", "corr2d_multi_in", "corr2d_multi_in_out", "corr2d_1x1", "conv2d_loop", "conv2d", "im2col",
            "pool2d", "pool2d_nchw", "batch_norm", "separable_params", "learn_kernel"]
-
-
-def _pair(v) -> tuple[int, int]:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,7 +63,7 @@ def conv2d_loop(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
                 dilation=1, groups: int = 1) -> torch.Tensor:
     """Batched convolution as nested loops over outputs: (N, C, H, W) ⋆ (O, C/g, kh, kw) -> (N, O, Ho, Wo).
     Slow; it is here to be read next to :func:`conv2d`."""
-    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+    (sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)
     n, c, h, w = x.shape
     o, cg, kh, kw = weight.shape
     ho, wo = arith.conv_out((h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw))
@@ -93,7 +90,7 @@ def conv2d_loop(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 def im2col(x: torch.Tensor, kernel, stride=1, padding=0, dilation=1, pad_value: float = 0.0) -> torch.Tensor:
     """Every k_h×k_w window of a padded (N, C, H, W) tensor, as a view (N, C, Ho, Wo, kh, kw) built
     with strides (no copy until it is used)."""
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = _pair(kernel), _pair(stride), _pair(padding), _pair(dilation)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = pair(kernel), pair(stride), pair(padding), pair(dilation)
     n, c, h, w = x.shape
     ho, wo = arith.conv_out((h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw))
     if ph or pw:
@@ -138,7 +135,7 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 
 def pool2d(X: torch.Tensor, pool_size, mode: str = "max") -> torch.Tensor:
     """d2l 7.5.1's loop: stride 1, no padding, one channel: (H, W) -> (H − p_h + 1, W − p_w + 1)."""
-    p_h, p_w = _pair(pool_size)
+    p_h, p_w = pair(pool_size)
     Y = torch.zeros((X.shape[0] - p_h + 1, X.shape[1] - p_w + 1), dtype=X.dtype)
     for i in range(Y.shape[0]):
         for j in range(Y.shape[1]):
@@ -152,9 +149,9 @@ def pool2d_nchw(x: torch.Tensor, kernel, stride=None, padding=0, mode: str = "ma
     ``nn.MaxPool2d`` / ``nn.AvgPool2d`` (padding counts as -inf for max and as zeros in the average)."""
     if mode not in ("max", "avg"):
         raise ValueError(f"mode must be 'max' or 'avg', got {mode!r}")
-    kernel = _pair(kernel)
-    stride = kernel if stride is None else _pair(stride)
-    arith.pool_out(tuple(x.shape[2:]), kernel, stride, _pair(padding))  # PyTorch's limits, explained on failure
+    kernel = pair(kernel)
+    stride = kernel if stride is None else pair(stride)
+    arith.pool_out(tuple(x.shape[2:]), kernel, stride, pair(padding))  # PyTorch's limits, explained on failure
     fill = float("-inf") if mode == "max" else 0.0
     cols = im2col(x, kernel, stride, padding, 1, pad_value=fill)          # (N, C, Ho, Wo, kh, kw)
     return cols.amax(dim=(-2, -1)) if mode == "max" else cols.mean(dim=(-2, -1))

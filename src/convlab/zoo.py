@@ -12,14 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .errors import ConvlabError, did_you_mean
-
-
-class ZooError(ConvlabError, KeyError):
-    """An unknown model name or override."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return self.args[0] if self.args else ""
+from .errors import ZooError, did_you_mean
 
 
 @dataclass(frozen=True)

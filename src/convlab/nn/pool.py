@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..arith import pair
+
 # The fast path is taken for channels-last CPU maps with fewer channels than this and at least
 # FAST_MIN_PIXELS pixels; at 8 channels and above PyTorch's own kernel vectorises over channels and is
 # faster, and on small maps the two are even (bench/pool_speed.py).
@@ -99,13 +101,9 @@ class MaxPool2d(nn.MaxPool2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # TorchScript does not compile this block; torch.fx traces with proxies, which are not tensors
         if not torch.jit.is_scripting() and isinstance(x, torch.Tensor):
-            if (not self.return_indices and not self.ceil_mode and _pair(self.kernel_size) == (2, 2)
-                    and _pair(self.stride) == (2, 2) and _pair(self.padding) == (0, 0)
-                    and _pair(self.dilation) == (1, 1) and fast_path(x)):
+            if (not self.return_indices and not self.ceil_mode and pair(self.kernel_size) == (2, 2)
+                    and pair(self.stride) == (2, 2) and pair(self.padding) == (0, 0)
+                    and pair(self.dilation) == (1, 1) and fast_path(x)):
                 return max_pool2x2(x)
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, ceil_mode=self.ceil_mode,
                             return_indices=self.return_indices)
-
-
-def _pair(v) -> tuple:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)

@@ -25,14 +25,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConvlabError, UsageError
+from ..errors import TrainingError, UsageError
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, resolve
 from .rundir import RunDir
-
-
-class TrainingError(ConvlabError):
-    """Training could not go on (a non-finite loss, a model whose output does not fit the labels)."""
 
 
 @dataclass
