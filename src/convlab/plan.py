@@ -8,8 +8,9 @@ come from one place (``convlab.arith``) and no tensor is computed. Shape bugs ar
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 from . import arith
 from .arith import pair
@@ -25,7 +26,16 @@ RF = Optional[tuple]
 
 @dataclass
 class Node:
-    """One module of the planned model (or one more call of a module used twice, ``reuse``)."""
+    """One module of the planned model (or one more call of a module used twice, ``reuse``).
+
+    ``type`` names the module (``Conv2d``, ``ReLU``, ``BasicBlock``, ``Sequential``, ...), and the
+    builder makes it from the type, the shapes and ``info``, its settings: for ``Conv2d`` ``kernel``,
+    ``stride``, ``padding``, ``dilation`` (pairs; padding may be ``"same"``/``"valid"``), ``groups``,
+    ``bias`` and ``in_channels``; for ``MaxPool2d``/``AvgPool2d`` ``kernel``, ``stride``, ``padding``,
+    ``dilation`` and ``ceil_mode``; for ``ShortcutA`` its ``stride``. The checks read the same keys.
+    ``layer`` is the spec layer the node was planned from (fc bias and dropout p are read there).
+    A container's children are named by the last part of their ``name``, as its module takes them.
+    """
 
     name: str
     type: str
@@ -36,10 +46,9 @@ class Node:
     macs: int = 0            # own multiply-accumulates per sample
     rf: RF = None
     children: list["Node"] = field(default_factory=list)
-    factory: Optional[Callable] = None  # () -> module for leaves, (OrderedDict of children) -> module
     reuse: bool = False
     layer: Optional[Layer] = None
-    info: dict = field(default_factory=dict)  # conv/pool settings, for the checks
+    info: dict = field(default_factory=dict)  # the module's settings, for the builder and the checks
 
     def walk(self, depth: int = 0):
         """(node, depth) for this node and every node under it, in call order."""
@@ -81,16 +90,30 @@ def _rf_merge(a: RF, b: RF) -> RF:
     return None if a is None or b is None else arith.rf_widest((a, b))
 
 
-def _lib():
-    """torch modules, imported only when a model is built."""
-    import torch.nn as nn
+def _proj_stride(shape: Shape, out: Shape) -> Optional[int]:
+    """The smallest stride of a 1x1 conv that maps ``shape``'s H×W to ``out``'s, or None when none does.
 
-    from .nn import blocks
-
-    return nn, blocks
+    A 1x1 conv with stride s maps a size H to (H-1)//s + 1, so the strides that give O are those with
+    (H-1)//s == O-1 =: q: the integers in ((H-1)//(q+1), (H-1)//q], unbounded above when q == 0.
+    Intersecting H's and W's intervals answers in constant time for any map size.
+    """
+    lo, hi = 1, None
+    for size, target in zip(shape[1:], out[1:]):
+        q = target - 1
+        if q < 0:
+            return None
+        lo = max(lo, (size - 1) // (q + 1) + 1)
+        if q:
+            hi = (size - 1) // q if hi is None else min(hi, (size - 1) // q)
+    return lo if hi is None or lo <= hi else None
 
 
 class _Planner:
+    """Walks a spec's layers once: names each module, computes its shapes, counts and receptive field.
+
+    :meth:`layer` dispatches on the layer's kind to one method per kind (``conv`` → :meth:`_conv`).
+    """
+
     def __init__(self):
         self.last_down: str | None = None  # the last layer that shrank the spatial size, for fixes
 
@@ -161,33 +184,44 @@ class _Planner:
             except ShapeError as e:
                 if getattr(e, "_located", False):
                     raise
-                text = layer.src.text if layer.src else layer.to_text()
-                where = f" (line {layer.src.line}, column {layer.src.col})" if layer.src and layer.src.line else ""
-                err = ShapeError(f"layer {qual} '{text}'{where} on input {_fmt(shape)}: {e}"
-                                 + (layer.src.caret() if layer.src else ""))
+                src = layer.src
+                text = src.text if src else layer.to_text()
+                err = ShapeError(f"layer {qual} '{text}'{src.where() if src else ''} on input {_fmt(shape)}: {e}"
+                                 + (src.caret() if src else ""))
                 err._located = True
                 raise err from None
             nodes.append(node)
             shape, rf = node.out_shape, node.rf
         return nodes, shape, rf
 
-    def container(self, name, typ, layer, shape, children, out, rf, factory) -> Node:
-        return Node(name, typ, shape, out, rf=rf, children=children, factory=factory, layer=layer)
+    def layer(self, layer: Layer, shape: Shape, rf: RF, name: str) -> Node:
+        """Plan one layer on an input ``shape``: ``self._<kind>(layer, shape, rf, name)``."""
+        method = getattr(self, f"_{layer.kind}", None)
+        if method is None:  # pragma: no cover - every kind the parser makes has a method
+            raise ShapeError(f"cannot place layer {layer.to_text()!r} here")
+        return method(layer, shape, rf, name)
 
-    # -- layers --------------------------------------------------------------------------
+    # -- nodes shared by several kinds ---------------------------------------------------
 
     def _need_map(self, shape: Shape, what: str):
         if len(shape) != 3:
             raise ShapeError(f"{what} needs a C×H×W feature map but gets {shape[0]} flat features "
                              f"(after flatten or fc); move it before the flatten")
 
-    def conv_node(self, name, shape, rf, out_c, k, s, p, d, groups, bias, layer=None) -> Node:
+    def _with_down(self, msg: str) -> str:
+        if self.last_down:
+            return f"{msg} (the last layer that shrank the map is {self.last_down})"
+        return msg
+
+    def conv_node(self, name: str, shape: Shape, rf: RF, *, out: int, k, s=1, p=0, d=1, groups: int = 1,
+                  bias: bool = True, layer: Layer | None = None) -> Node:
+        """A Conv2d with ``out`` channels, kernel ``k``, stride ``s``, padding ``p``, dilation ``d``."""
         self._need_map(shape, "conv")
         c = shape[0]
-        if c % groups or out_c % groups:
+        if c % groups or out % groups:
             raise ShapeError(f"groups={groups} must divide both the input channels ({c}) and the output "
-                             f"channels ({out_c}); use groups in "
-                             f"{[g for g in range(1, c + 1) if c % g == 0 and out_c % g == 0]}")
+                             f"channels ({out}); use groups in "
+                             f"{[g for g in range(1, c + 1) if c % g == 0 and out % g == 0]}")
         try:
             if isinstance(p, str):
                 hw = arith.conv_out(shape[1:], pair(k), pair(s), p, pair(d))
@@ -198,50 +232,61 @@ class _Planner:
         except ShapeError as e:
             raise ShapeError(self._with_down(str(e).split(": ", 1)[-1])) from None
         kh, kw = pair(k)
-        out = (out_c, *hw)
-        params = out_c * (c // groups) * kh * kw + (out_c if bias else 0)
-        macs = arith.conv_macs(c, out_c, groups, (kh, kw), hw)
+        params = out * (c // groups) * kh * kw + (out if bias else 0)
+        macs = arith.conv_macs(c, out, groups, (kh, kw), hw)
         pp = arith.pad_before(p, k, d)
         if hw[0] < shape[1] or hw[1] < shape[2]:
             self.last_down = name
-        padding = p if isinstance(p, str) else pair(p)
-        def make():
-            nn, _ = _lib()
-            return nn.Conv2d(c, out_c, pair(k), pair(s), padding, pair(d), groups, bias)
-
         info = {"kernel": (kh, kw), "stride": pair(s), "padding": p if isinstance(p, str) else pair(p),
                 "dilation": pair(d), "groups": groups, "bias": bias, "in_channels": c}
-        return Node(name, "Conv2d", shape, out, trainable=params, macs=macs, rf=_rf_update(rf, k, s, pp, d),
-                    factory=make, layer=layer, info=info)
+        return Node(name, "Conv2d", shape, (out, *hw), trainable=params, macs=macs,
+                    rf=_rf_update(rf, k, s, pp, d), layer=layer, info=info)
 
-    def _with_down(self, msg: str) -> str:
-        if self.last_down:
-            return f"{msg} (the last layer that shrank the map is {self.last_down})"
-        return msg
-
-    def bn_node(self, name, shape, rf, layer=None) -> Node:
+    def bn_node(self, name: str, shape: Shape, rf: RF, layer: Layer | None = None) -> Node:
+        """BatchNorm2d on a map, BatchNorm1d on flat features."""
         c = shape[0]
-        two_d = len(shape) == 3
+        return Node(name, "BatchNorm2d" if len(shape) == 3 else "BatchNorm1d", shape, shape, trainable=2 * c,
+                    non_trainable=2 * c, rf=rf, layer=layer)
 
-        def make():
-            nn, _ = _lib()
-            return nn.BatchNorm2d(c) if two_d else nn.BatchNorm1d(c)
+    def act_node(self, name: str, shape: Shape, rf: RF, act: str, layer: Layer | None = None,
+                 reuse: bool = False) -> Node:
+        """An activation by its spec name (``relu`` → ReLU); ``reuse``: a second call of the same module."""
+        return Node(name, ACTIVATIONS[act], shape, shape, rf=rf, reuse=reuse, layer=layer)
 
-        return Node(name, "BatchNorm2d" if two_d else "BatchNorm1d", shape, shape, trainable=2 * c,
-                    non_trainable=2 * c, rf=rf, factory=make, layer=layer)
+    def _shortcut_b(self, name: str, shape: Shape, rf: RF, out: int, s: int) -> Node:
+        """The projection shortcut: Sequential(1x1 conv with stride ``s``, bn), named ``.0`` and ``.1``."""
+        conv = self.conv_node(f"{name}.0", shape, rf, out=out, k=1, s=s, bias=False)
+        bn = self.bn_node(f"{name}.1", conv.out_shape, conv.rf)
+        return Node(name, "Sequential", shape, bn.out_shape, rf=bn.rf, children=[conv, bn])
 
-    def act_node(self, name, shape, rf, act: str, layer=None, reuse=False) -> Node:
-        cls = ACTIVATIONS[act]
+    # -- one method per layer kind -------------------------------------------------------
 
-        def make():
-            nn, _ = _lib()
-            return getattr(nn, cls)()
+    def _conv(self, layer: Conv, shape: Shape, rf: RF, name: str) -> Node:
+        return self.conv_node(name, shape, rf, out=layer.out, k=layer.k, s=layer.s, p=layer.p, d=layer.d,
+                              groups=layer.groups, bias=layer.bias, layer=layer)
 
-        return Node(name, cls, shape, shape, rf=rf, factory=None if reuse else make, reuse=reuse, layer=layer)
+    def _dwconv(self, layer: DWConv, shape: Shape, rf: RF, name: str) -> Node:
+        self._need_map(shape, "dwconv")
+        c = shape[0]
+        return self.conv_node(name, shape, rf, out=c * layer.mult, k=layer.k, s=layer.s, p=layer.p, d=layer.d,
+                              groups=c, bias=layer.bias, layer=layer)
 
-    def pool_node(self, name, shape, rf, layer: MaxPool | AvgPool) -> Node:
-        kind = "maxpool" if isinstance(layer, MaxPool) else "avgpool"
-        self._need_map(shape, kind)
+    def _sepconv(self, layer: SepConv, shape: Shape, rf: RF, name: str) -> Node:
+        self._need_map(shape, "sepconv")
+        c = shape[0]
+        dw = self.conv_node(f"{name}.depthwise", shape, rf, out=c, k=layer.k, s=layer.s, p=layer.p, groups=c,
+                            bias=layer.dw_bias)
+        pw = self.conv_node(f"{name}.pointwise", dw.out_shape, dw.rf, out=layer.out, k=1, bias=layer.bias)
+        return Node(name, "SeparableConv2d", shape, pw.out_shape, rf=pw.rf, children=[dw, pw], layer=layer)
+
+    def _bn(self, layer: BN, shape: Shape, rf: RF, name: str) -> Node:
+        return self.bn_node(name, shape, rf, layer)
+
+    def _act(self, layer: Act, shape: Shape, rf: RF, name: str) -> Node:
+        return self.act_node(name, shape, rf, layer.name, layer)
+
+    def _pool(self, layer: MaxPool | AvgPool, shape: Shape, rf: RF, name: str) -> Node:
+        self._need_map(shape, layer.kind)
         s = layer.k if layer.s is None else layer.s
         try:
             hw = arith.pool_out(shape[1:], pair(layer.k), pair(s), pair(layer.p), 1, layer.ceil)
@@ -249,90 +294,21 @@ class _Planner:
             raise ShapeError(self._with_down(str(e).split(": ", 1)[-1])) from None
         if hw != tuple(shape[1:]):
             self.last_down = name
-        cls = "MaxPool2d" if kind == "maxpool" else "AvgPool2d"
-
-        def make():
-            nn, _ = _lib()
-            if kind == "maxpool":  # nn.MaxPool2d with a faster CPU path for 2x2 pools on few channels
-                from .nn.pool import MaxPool2d
-
-                return MaxPool2d(pair(layer.k), pair(s), pair(layer.p), ceil_mode=layer.ceil)
-            return nn.AvgPool2d(pair(layer.k), pair(s), pair(layer.p), ceil_mode=layer.ceil)
-
         info = {"kernel": pair(layer.k), "stride": pair(s), "padding": pair(layer.p), "dilation": (1, 1),
                 "ceil_mode": layer.ceil}
-        return Node(name, cls, shape, (shape[0], *hw), rf=_rf_update(rf, layer.k, s, layer.p, 1), factory=make,
-                    layer=layer, info=info)
+        return Node(name, "MaxPool2d" if layer.kind == "maxpool" else "AvgPool2d", shape, (shape[0], *hw),
+                    rf=_rf_update(rf, layer.k, s, layer.p, 1), layer=layer, info=info)
 
-    def layer(self, layer: Layer, shape: Shape, rf: RF, name: str) -> Node:
-        if isinstance(layer, Conv):
-            return self.conv_node(name, shape, rf, layer.out, layer.k, layer.s, layer.p, layer.d, layer.groups,
-                                  layer.bias, layer)
-        if isinstance(layer, DWConv):
-            self._need_map(shape, "dwconv")
-            c = shape[0]
-            return self.conv_node(name, shape, rf, c * layer.mult, layer.k, layer.s, layer.p, layer.d, c,
-                                  layer.bias, layer)
-        if isinstance(layer, SepConv):
-            self._need_map(shape, "sepconv")
-            c = shape[0]
-            dw = self.conv_node(f"{name}.depthwise", shape, rf, c, layer.k, layer.s, layer.p, 1, c, layer.dw_bias)
-            pw = self.conv_node(f"{name}.pointwise", dw.out_shape, dw.rf, layer.out, 1, 1, 0, 1, 1, layer.bias)
+    _maxpool = _avgpool = _pool
 
-            def make(ch):
-                _, blocks = _lib()
-                return blocks.SeparableConv2d(ch["depthwise"], ch["pointwise"])
+    def _gap(self, layer: GAP, shape: Shape, rf: RF, name: str) -> Node:
+        self._need_map(shape, "gap")
+        return Node(name, "GlobalAvgPool", shape, (shape[0], 1, 1), rf=None, layer=layer)
 
-            return self.container(name, "SeparableConv2d", layer, shape, [dw, pw], pw.out_shape, pw.rf, make)
-        if isinstance(layer, BN):
-            return self.bn_node(name, shape, rf, layer)
-        if isinstance(layer, Act):
-            return self.act_node(name, shape, rf, layer.name, layer)
-        if isinstance(layer, (MaxPool, AvgPool)):
-            return self.pool_node(name, shape, rf, layer)
-        if isinstance(layer, GAP):
-            self._need_map(shape, "gap")
+    def _flatten(self, layer: Flatten, shape: Shape, rf: RF, name: str) -> Node:
+        return Node(name, "Flatten", shape, (math.prod(shape),), rf=None, layer=layer)
 
-            def make():
-                _, blocks = _lib()
-                return blocks.GlobalAvgPool()
-
-            return Node(name, "GlobalAvgPool", shape, (shape[0], 1, 1), rf=None, factory=make, layer=layer)
-        if isinstance(layer, Flatten):
-            n = 1
-            for v in shape:
-                n *= v
-
-            def make():
-                nn, _ = _lib()
-                return nn.Flatten()
-
-            return Node(name, "Flatten", shape, (n,), rf=None, factory=make, layer=layer)
-        if isinstance(layer, FC):
-            return self.fc(layer, shape, name)
-        if isinstance(layer, Dropout):
-            def make():
-                nn, _ = _lib()
-                return nn.Dropout(layer.p)
-
-            return Node(name, "Dropout", shape, shape, rf=rf, factory=make, layer=layer)
-        if isinstance(layer, Res):
-            return self.res(layer, shape, rf, name)
-        if isinstance(layer, Bottleneck):
-            return self.bottleneck(layer, shape, rf, name)
-        if isinstance(layer, Residual):
-            return self.residual(layer, shape, rf, name)
-        if isinstance(layer, Stage):
-            children, out, rf2 = self.seq(layer.body, shape, rf, f"{name}.", indexed=True)
-
-            def make(ch):
-                nn, _ = _lib()
-                return nn.Sequential(ch)
-
-            return self.container(name, "Sequential", layer, shape, children, out, rf2, make)
-        raise ShapeError(f"cannot place layer {layer.to_text()!r} here")  # pragma: no cover
-
-    def fc(self, layer: FC, shape: Shape, name: str) -> Node:
+    def _fc(self, layer: FC, shape: Shape, rf: RF, name: str) -> Node:
         if len(shape) != 1:
             n = shape[0] * shape[1] * shape[2]
             raise ShapeError(f"fc needs flat features but gets a {len(shape)}-D map {_fmt(shape)}; add flatten "
@@ -342,32 +318,24 @@ class _Planner:
         if layer.in_ is not None and layer.in_ != f_in:
             raise ShapeError(f"fc says in={layer.in_} but its input has {f_in} features; write fc({layer.out}) "
                              f"to take in_features from the shape, or in={f_in}")
-
-        def make():
-            nn, _ = _lib()
-            return nn.Linear(f_in, layer.out, layer.bias)
-
         return Node(name, "Linear", shape, (layer.out,), trainable=f_in * layer.out + (layer.out if layer.bias else 0),
-                    macs=arith.linear_macs(f_in, layer.out), rf=None, factory=make, layer=layer)
+                    macs=arith.linear_macs(f_in, layer.out), rf=None, layer=layer)
 
-    def _shortcut_b(self, name, shape, rf, out_c, s) -> Node:
-        conv = self.conv_node(f"{name}.0", shape, rf, out_c, 1, s, 0, 1, 1, False)
-        bn = self.bn_node(f"{name}.1", conv.out_shape, conv.rf)
+    def _dropout(self, layer: Dropout, shape: Shape, rf: RF, name: str) -> Node:
+        return Node(name, "Dropout", shape, shape, rf=rf, layer=layer)
 
-        def make(ch):
-            nn, _ = _lib()
-            return nn.Sequential(ch)
+    def _stage(self, layer: Stage, shape: Shape, rf: RF, name: str) -> Node:
+        children, out, rf_out = self.seq(layer.body, shape, rf, f"{name}.", indexed=True)
+        return Node(name, "Sequential", shape, out, rf=rf_out, children=children, layer=layer)
 
-        return self.container(name, "Sequential", None, shape, [conv, bn], bn.out_shape, bn.rf, make)
-
-    def res(self, layer: Res, shape: Shape, rf: RF, name: str) -> Node:
+    def _res(self, layer: Res, shape: Shape, rf: RF, name: str) -> Node:
         self._need_map(shape, "res")
         c = shape[0]
         saved = self.last_down
-        conv1 = self.conv_node(f"{name}.conv1", shape, rf, layer.out, 3, layer.s, 1, 1, 1, False)
+        conv1 = self.conv_node(f"{name}.conv1", shape, rf, out=layer.out, k=3, s=layer.s, p=1, bias=False)
         bn1 = self.bn_node(f"{name}.bn1", conv1.out_shape, conv1.rf)
         relu = self.act_node(f"{name}.relu", bn1.out_shape, bn1.rf, "relu")
-        conv2 = self.conv_node(f"{name}.conv2", relu.out_shape, relu.rf, layer.out, 3, 1, 1, 1, 1, False)
+        conv2 = self.conv_node(f"{name}.conv2", relu.out_shape, relu.rf, out=layer.out, k=3, p=1, bias=False)
         bn2 = self.bn_node(f"{name}.bn2", conv2.out_shape, conv2.rf)
         out = bn2.out_shape
         children = [conv1, bn1, relu, conv2, bn2]
@@ -385,13 +353,8 @@ class _Planner:
                 raise ShapeError(f"option A shortcut zero-pads channels, so it cannot go from {c} down to "
                                  f"{layer.out} channels; use shortcut=B (1x1 conv {c}→{layer.out}, stride {layer.s})")
             hw = tuple(-(-x // layer.s) for x in shape[1:])
-
-            def make_a():
-                _, blocks = _lib()
-                return blocks.ShortcutA(c, layer.out, layer.s)
-
             ds = Node(f"{name}.downsample", "ShortcutA", shape, (layer.out, *hw),
-                      rf=_rf_update(rf, 1, layer.s, 0, 1), factory=make_a)
+                      rf=_rf_update(rf, 1, layer.s, 0, 1), info={"stride": pair(layer.s)})
             children.append(ds)
             rf_out = _rf_merge(rf_out, ds.rf)
             cls = "BasicBlock"
@@ -400,59 +363,39 @@ class _Planner:
             cls = "BasicBlock"
         children.append(self.act_node(f"{name}.relu", out, rf_out, "relu", reuse=True))
         self.last_down = name if layer.s != 1 else saved
+        return Node(name, cls, shape, out, rf=rf_out, children=children, layer=layer)
 
-        def make(ch):
-            _, blocks = _lib()
-            if cls == "PlainBlock":
-                return blocks.PlainBlock(ch["conv1"], ch["bn1"], ch["relu"], ch["conv2"], ch["bn2"])
-            return blocks.BasicBlock(ch["conv1"], ch["bn1"], ch["relu"], ch["conv2"], ch["bn2"], ch.get("downsample"))
-
-        return self.container(name, cls, layer, shape, children, out, rf_out, make)
-
-    def bottleneck(self, layer: Bottleneck, shape: Shape, rf: RF, name: str) -> Node:
+    def _bottleneck(self, layer: Bottleneck, shape: Shape, rf: RF, name: str) -> Node:
         self._need_map(shape, "bottleneck")
         c, mid = shape[0], layer.mid
         saved = self.last_down
-        conv1 = self.conv_node(f"{name}.conv1", shape, rf, mid, 1, 1, 0, 1, 1, False)
+        conv1 = self.conv_node(f"{name}.conv1", shape, rf, out=mid, k=1, bias=False)
         bn1 = self.bn_node(f"{name}.bn1", conv1.out_shape, conv1.rf)
         relu = self.act_node(f"{name}.relu", bn1.out_shape, bn1.rf, "relu")
-        conv2 = self.conv_node(f"{name}.conv2", relu.out_shape, relu.rf, mid, 3, layer.s, 1, 1, 1, False)
+        conv2 = self.conv_node(f"{name}.conv2", relu.out_shape, relu.rf, out=mid, k=3, s=layer.s, p=1, bias=False)
         bn2 = self.bn_node(f"{name}.bn2", conv2.out_shape, conv2.rf)
         relu2 = self.act_node(f"{name}.relu", bn2.out_shape, bn2.rf, "relu", reuse=True)
-        conv3 = self.conv_node(f"{name}.conv3", relu2.out_shape, relu2.rf, 4 * mid, 1, 1, 0, 1, 1, False)
+        conv3 = self.conv_node(f"{name}.conv3", relu2.out_shape, relu2.rf, out=4 * mid, k=1, bias=False)
         bn3 = self.bn_node(f"{name}.bn3", conv3.out_shape, conv3.rf)
         children = [conv1, bn1, relu, conv2, bn2, relu2, conv3, bn3]
-        rf_out = bn3.rf
         if layer.s != 1 or c != 4 * mid:
             ds = self._shortcut_b(f"{name}.downsample", shape, rf, 4 * mid, layer.s)
             children.append(ds)
-            rf_out = _rf_merge(rf_out, ds.rf)
+            rf_out = _rf_merge(bn3.rf, ds.rf)
         else:
-            rf_out = _rf_merge(rf_out, rf)
+            rf_out = _rf_merge(bn3.rf, rf)
         children.append(self.act_node(f"{name}.relu", bn3.out_shape, rf_out, "relu", reuse=True))
         self.last_down = name if layer.s != 1 else saved
+        return Node(name, "Bottleneck", shape, bn3.out_shape, rf=rf_out, children=children, layer=layer)
 
-        def make(ch):
-            _, blocks = _lib()
-            return blocks.Bottleneck(ch["conv1"], ch["bn1"], ch["conv2"], ch["bn2"], ch["conv3"], ch["bn3"],
-                                     ch["relu"], ch.get("downsample"))
-
-        return self.container(name, "Bottleneck", layer, shape, children, bn3.out_shape, rf_out, make)
-
-    def residual(self, layer: Residual, shape: Shape, rf: RF, name: str) -> Node:
+    def _residual(self, layer: Residual, shape: Shape, rf: RF, name: str) -> Node:
         body_nodes, out, body_rf = self.seq(layer.body, shape, rf, f"{name}.body.")
-
-        def make_seq(ch):
-            nn, _ = _lib()
-            return nn.Sequential(ch)
-
-        body = self.container(f"{name}.body", "Sequential", None, shape, body_nodes, out, body_rf, make_seq)
-        children = [body]
+        children = [Node(f"{name}.body", "Sequential", shape, out, rf=body_rf, children=body_nodes)]
+        maps = len(shape) == 3 and len(out) == 3
         if layer.proj:
-            if len(shape) != 3 or len(out) != 3:
+            if not maps:
                 raise ShapeError("residual(proj) needs C×H×W maps on both sides; keep flatten/fc outside the block")
-            stride = next((s for s in range(1, max(shape[1], shape[2]) + 1)
-                           if arith.conv_out(shape[1:], 1, s) == tuple(out[1:])), None)
+            stride = _proj_stride(shape, out)
             if stride is None:
                 raise ShapeError(f"residual(proj): the body turns {_fmt(shape)} into {_fmt(out)}, and no 1x1 conv "
                                  f"stride maps {shape[1]}×{shape[2]} to {out[1]}×{out[2]}; make the body downsample "
@@ -463,9 +406,8 @@ class _Planner:
         else:
             if tuple(out) != tuple(shape):
                 fix = ""
-                if len(shape) == 3 and len(out) == 3:
-                    stride = next((s for s in range(1, max(shape[1], shape[2]) + 1)
-                                   if arith.conv_out(shape[1:], 1, s) == tuple(out[1:])), None)
+                if maps:
+                    stride = _proj_stride(shape, out)
                     if stride is not None:
                         fix = (f"; write residual(proj)[...] to add a 1x1 conv {shape[0]}→{out[0]} with stride "
                                f"{stride} (+bn) on the shortcut")
@@ -474,12 +416,7 @@ class _Planner:
                 raise ShapeError(f"the body turns {_fmt(shape)} into {_fmt(out)}, so the input cannot be added to "
                                  f"it (shapes must match){fix}")
             rf_out = _rf_merge(body_rf, rf)
-
-        def make(ch):
-            _, blocks = _lib()
-            return blocks.Residual(ch["body"], ch.get("proj"))
-
-        return self.container(name, "Residual", layer, shape, children, out, rf_out, make)
+        return Node(name, "Residual", shape, out, rf=rf_out, children=children, layer=layer)
 
 
 def _replace_last_fc(layers: tuple[Layer, ...], num_classes: int) -> tuple[tuple[Layer, ...], bool]:

@@ -75,7 +75,7 @@ def _from_layers(layers: list[Layer]) -> Spec:
     if inputs:
         if inputs != [0]:
             layer = layers[inputs[-1] if inputs[0] == 0 else inputs[0]]
-            where = f" (line {layer.src.line}, column {layer.src.col}){layer.src.caret()}" if layer.src else ""
+            where = layer.src.where() + layer.src.caret() if layer.src else ""
             raise SpecError("input(C,H,W) may appear once, as the first layer" + where)
         first = layers.pop(0)
         shape = (first.c, first.h, first.w)

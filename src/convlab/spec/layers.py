@@ -20,6 +20,10 @@ class Source:
     text: str
     source: str = ""  # the whole spec line, to draw a caret under
 
+    def where(self) -> str:
+        """`` (line L, column C)``, the location every error message writes; empty without a line."""
+        return f" (line {self.line}, column {self.col})" if self.line else ""
+
     def caret(self) -> str:
         if not self.source:
             return ""

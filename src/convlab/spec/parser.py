@@ -92,7 +92,7 @@ class _Ctx:
 
     def error(self, msg: str, tok: Tok | None = None, width: int | None = None) -> SpecError:
         if tok is not None and self.lexer is not None:
-            return SpecError(f"{msg} (line {tok.line}, column {tok.col})"
+            return SpecError(msg + Source(tok.line, tok.col, tok.text).where()
                              + self.lexer.caret(tok.line, tok.col, width or len(tok.text)))
         return SpecError(f"{msg}" + (f" (at {self.where})" if self.where else ""))
 
