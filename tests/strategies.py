@@ -1,11 +1,15 @@
-"""Hypothesis strategies shared by the tests: random CNN specs with a hand-written torch twin."""
+"""Hypothesis strategies shared by the tests: random CNN specs with a hand-written torch twin.
+
+The twin is written from the layers' definitions, not from convlab's builder, and registers its
+modules in the order convlab names them, so the tests can copy its weights into the built model.
+"""
 
 import torch
 import torch.nn as nn
 from hypothesis import strategies as st
 
 
-# A generated layer: (spec text, a function in_channels -> torch module)
+# one generated conv: (spec text, the torch module it means, its output channels)
 def _conv_desc(draw, c_in):
     out = draw(st.integers(1, 12))
     k = draw(st.sampled_from([1, 2, 3, 5, (1, 3), (3, 1), (3, 5)]))

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from hypothesis import given, strategies as st
 
 from convlab import scratch
+from convlab.errors import ShapeError
 from convlab.cli import main
 
 
@@ -86,7 +87,7 @@ def test_conv2d_matches_torch(n, groups, cg, og, h, w, kh, kw, s, p, d, bias, se
     try:
         ref = F.conv2d(x, wt, b, s, p, d, groups)
     except RuntimeError:
-        with pytest.raises(Exception):
+        with pytest.raises(ShapeError):
             scratch.conv2d(x, wt, b, s, p, d, groups)
         return
     assert torch.allclose(scratch.conv2d(x, wt, b, s, p, d, groups), ref, atol=1e-5)
@@ -102,7 +103,7 @@ def test_pooling_matches_torch(c, h, w, k, s, p, mode, seed):
     try:
         ref = layer(x)
     except RuntimeError:
-        with pytest.raises(Exception):
+        with pytest.raises(ShapeError):
             scratch.pool2d_nchw(x, k, s, p, mode)
         return
     assert torch.allclose(scratch.pool2d_nchw(x, k, s, p, mode), ref, atol=1e-5)

@@ -1,15 +1,20 @@
 """Spec language and builder: grammar rows, round trips, errors, and PyTorch as the oracle."""
 
+import itertools
 import json
+import subprocess
+import sys
+import threading
 
 import pytest
 import torch
 import torch.nn as nn
-from hypothesis import given, strategies as st
+from hypothesis import assume, event, given, strategies as st
 
 from convlab import build, parse
+from convlab.arith import conv_out
 from convlab.errors import ConvlabError, ShapeError, SpecError
-from convlab.plan import plan
+from convlab.plan import _proj_stride, plan
 from strategies import chains
 from convlab.spec import (BN, FC, GAP, Act, AvgPool, Bottleneck, Conv, Dropout, DWConv, Flatten, MaxPool, Res,
                           Residual, SepConv, Stage)
@@ -212,31 +217,57 @@ def test_input_shape_required_and_checked():
 
 # ---------------------------------------------------------------- property tests, torch as oracle
 
-def _torch_out(model, shape):
-    try:
-        with torch.no_grad():
-            return tuple(model.eval()(torch.randn(2, *shape)).shape[1:])
-    except (RuntimeError, ValueError):
-        return None
+def _randomise_bn(model: nn.Module):
+    """BatchNorm that is not the identity in eval mode, so a dropped or misplaced bn changes the output."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1, generator=g)
+                m.running_var.uniform_(0.5, 2, generator=g)
+                m.weight.uniform_(0.5, 2, generator=g)
+                m.bias.uniform_(-1, 1, generator=g)
+
+
+def _copy_weights(reference: nn.Module, model: nn.Module):
+    """Give ``model`` the twin's weights and running statistics, tensor by tensor in registration order
+    (the twin registers its modules in the order convlab names them); a missing or misshapen one fails."""
+    ours, theirs = model.state_dict(), reference.state_dict()
+    assert [tuple(v.shape) for v in ours.values()] == [tuple(v.shape) for v in theirs.values()], \
+        (list(ours), list(theirs))
+    model.load_state_dict(dict(zip(ours, theirs.values())))
 
 
 @given(chains())
 def test_random_specs_match_handwritten_torch(case):
+    """convlab plans and builds exactly what the hand-written torch twin computes, and refuses exactly
+    what torch refuses."""
     shape, text, reference = case
-    expected = _torch_out(reference, shape)
+    reference.eval()
+    _randomise_bn(reference)
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(1))
     try:
         p = plan(text, shape)
-    except ShapeError:
-        assert expected is None, f"convlab refused {text!r} on {shape} but torch gives {expected}"
+    except ShapeError as e:
+        event("refused by convlab and torch")
+        with pytest.raises(RuntimeError), torch.no_grad():  # torch must refuse it too
+            reference(x)
+        with pytest.raises(ShapeError):
+            build(text, shape)
+        assert str(e)
         return
-    assert expected is not None, f"torch refuses {text!r} on {shape} but convlab planned {p.output_shape}"
-    assert tuple(p.output_shape) == expected
-    model = build(text, shape)
-    assert _torch_out(model, shape) == expected
+    with torch.no_grad():
+        expected = reference(x)
+    assert tuple(p.output_shape) == tuple(expected.shape[1:])
+    model = build(text, shape).eval()
     assert nparams(model) == nparams(reference)
     # planned counts (trainable + running statistics) agree with the module
     buffers = sum(b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))
     assert p.params == nparams(model) + buffers
+    # with the twin's weights the built model computes the twin's function
+    _copy_weights(reference, model)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected)
     assert parse(parse(text).to_text()) == parse(text)
 
 
@@ -261,3 +292,84 @@ def test_random_text_raises_only_spec_errors(text):
         parse(text)
     except SpecError:
         pass
+
+
+# ---------------------------------------------------------------- planner and builder, apart
+
+EVERY_KIND = ("conv(16,3,p=same,bias=false) bn relu res(32,s=2,shortcut=A) res(32,shortcut=NONE) res(64,s=2) "
+              "bottleneck(8) bottleneck(8,s=2) sepconv(16,3,p=1) dwconv(3,p=1,mult=2) gelu silu tanh sigmoid relu6 "
+              "maxpool(2,ceil=true) avgpool(3,1,1) residual[conv(32,3,p=1) bn] residual(proj)[conv(48,3,s=2,p=1)] "
+              "[conv(48,1) relu] gap flatten dropout(0.3) fc(32,bias=false) bn fc(10)")
+
+
+def test_planning_imports_no_torch():
+    code = ("import sys; from convlab.plan import plan; "
+            f"p = plan({EVERY_KIND!r}, (3, 64, 64)); print(len(p.walk()), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split()[-1] == "False" and int(out.split()[0]) > 50
+
+
+def test_builder_makes_each_node_as_its_type_and_settings_say():
+    p = plan(EVERY_KIND, (3, 64, 64))
+    m = build(EVERY_KIND, (3, 64, 64))
+    types = {type(node.layer).__name__ for node, _ in p.walk() if node.layer is not None}
+    assert len(types) == 15  # every layer kind but input is planned here
+    for node, _ in p.walk():
+        module = m.get_submodule(node.name)
+        assert type(module).__name__ == node.type, node.name
+        if node.type == "Conv2d":
+            i = node.info
+            assert (module.in_channels, module.out_channels, module.kernel_size, module.stride, module.padding,
+                    module.dilation, module.groups, module.bias is not None) == (
+                i["in_channels"], node.out_shape[0], i["kernel"], i["stride"], i["padding"], i["dilation"],
+                i["groups"], i["bias"]), node.name
+    assert type(m.maxpool).__module__ == "convlab.nn.pool"  # the fast pool, a subclass of nn.MaxPool2d
+    assert isinstance(m.maxpool, nn.MaxPool2d) and m.maxpool.ceil_mode
+    assert m.dropout.p == 0.3 and m.fc1.bias is None and m.layer1[0].downsample.stride == 2
+    assert tuple(m.eval()(torch.zeros(1, 3, 64, 64)).shape) == (1, *p.output_shape)
+
+
+def _proj_stride_by_search(shape, out):
+    """The search the planner used to run: every stride up to the map size, smallest first."""
+    return next((s for s in range(1, max(shape[1], shape[2]) + 1)
+                 if conv_out(shape[1:], 1, s) == tuple(out[1:])), None)
+
+
+def test_projection_stride_equals_the_search_on_every_small_size():
+    for h, w, oh, ow in itertools.product(range(1, 11), repeat=4):
+        assert _proj_stride((1, h, w), (1, oh, ow)) == _proj_stride_by_search((1, h, w), (1, oh, ow)), (h, w, oh, ow)
+
+
+@given(h=st.integers(1, 400), w=st.integers(1, 400), sh=st.integers(1, 400), sw=st.integers(1, 400),
+       nudge=st.sampled_from([(0, 0), (0, 0), (1, 0), (0, -1), (1, 1)]))
+def test_projection_stride_equals_the_search(h, w, sh, sw, nudge):
+    # outputs some stride gives (sh == sw, or not), and ones next to them that may have none
+    oh, ow = (h - 1) // sh + 1 + nudge[0], (w - 1) // sw + 1 + nudge[1]
+    assume(oh >= 1 and ow >= 1)
+    stride = _proj_stride((1, h, w), (1, oh, ow))
+    assert stride == _proj_stride_by_search((1, h, w), (1, oh, ow))
+    if sh == sw and nudge == (0, 0):
+        assert stride is not None and stride <= sh
+
+
+def _finishes(fn, seconds=60):
+    """Run fn in a thread; whether it returned in time (a hang fails instead of stalling the suite)."""
+    box = []
+    t = threading.Thread(target=lambda: box.append(fn()), daemon=True)
+    t.start()
+    t.join(seconds)
+    return box
+
+
+def test_residual_on_a_huge_map_needs_no_search():
+    def refuse():
+        with pytest.raises(ShapeError, match="keep the body's spatial size, or downsample by an integer stride"):
+            plan("input(1,100000000,100000000) residual[conv(1,3)]")
+        return True
+
+    assert _finishes(refuse) == [True], "planning did not finish"
+    # the smallest stride taking 10^8 to 2 is 5·10^7: fifty million steps of a search
+    found = _finishes(lambda: plan("input(1,100000000,100000000) residual(proj)[maxpool(50000000)]"))
+    assert found, "planning did not finish"
+    (res,) = found[0].nodes
+    assert res.children[1].children[0].info["stride"] == (50_000_000, 50_000_000)
