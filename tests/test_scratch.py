@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from hypothesis import given, strategies as st
 
-from convlab import scratch
+from convlab import scratch, tour
 from convlab.errors import ShapeError
 from convlab.cli import main
 
@@ -128,11 +128,23 @@ def test_batch_norm_matches_torch(c, four_d, training, seed):
     assert torch.allclose(m, bn.running_mean, atol=1e-6) and torch.allclose(v, bn.running_var, atol=1e-6)
 
 
-@pytest.mark.parametrize("topic", ["cross-correlation", "edges", "learning", "padding", "channels", "1x1", "pooling",
-                                   "parameters", "receptive-field"])
+@pytest.mark.parametrize("topic", list(tour.TOPICS))
 def test_tour_topics(topic, capsys):
     assert main(["tour", topic]) == 0
     assert len(capsys.readouterr().out.splitlines()) > 3
+
+
+def test_tour_help_lists_every_topic(capsys):
+    with pytest.raises(SystemExit):
+        main(["tour", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert all(name in out for name in tour.TOPICS)
+
+
+def test_tour_lines_fit_the_width():
+    lines = tour.run(None, width=100)
+    assert max(len(line) for line in lines if not any(c in line for c in "│┌└├█▒")) <= 100
+    assert " ".join(tour.run("cost", width=0)).count("53,687,091,200") == 1
 
 
 def test_tour_numbers(capsys):

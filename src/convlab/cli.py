@@ -634,8 +634,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("tour", cmd_tour, "The course notes' concepts, each with its numbers computed live.",
              ["convlab tour", "convlab tour edges", "convlab tour parameters"])
-    sp.add_argument("topic", nargs="?", help="cross-correlation, edges, learning, padding, channels, 1x1, pooling, "
-                                              "parameters, receptive-field (default: all)")
+    from . import tour  # imports nothing heavy: the topics import torch when they run
+
+    sp.add_argument("topic", nargs="?", help=", ".join(tour.TOPICS) + " (default: all)")
 
     sp = add("zoo", cmd_zoo, "The registered models, with parameters and MACs at their default input.",
              ["convlab zoo", "convlab zoo 'resnet*'", "convlab zoo --json"])

@@ -10,6 +10,19 @@ from .analyze import Summary, summary
 from .errors import ShapeError
 
 
+# an fc layer reading raw pixels with more weights than this gets a warning: a linear classifier on
+# CIFAR (3·32·32 → 10: 30,730) or a small MLP on MNIST does not, a fc on a large image does
+FC_ON_PIXELS_PARAMS = 10_000_000
+
+
+def _fp32(params: int) -> str:
+    b = 4 * params
+    for unit, f in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if b >= f:
+            return f"{b / f:.0f} {unit}"
+    return f"{b:,} bytes"
+
+
 @dataclass(frozen=True)
 class Finding:
     level: str   # "error" or "warning"
@@ -76,6 +89,20 @@ def warnings_for(s: Summary) -> list[Finding]:
             "shrink the map before it (more pooling or a strided conv), or use global average pooling (gap) "
             "before flatten"))
 
+    if linears and len(s.input_shape) == 3 and s.input_shape[1] * s.input_shape[2] > 1:
+        r = linears[0]
+        before = leaves[:leaves.index(r)]
+        if r.trainable_params > FC_ON_PIXELS_PARAMS and not any(b.type.startswith("Conv") for b in before):
+            c, h, w = s.input_shape
+            outs = r.output_shape[-1] if r.output_shape else "?"
+            out.append(Finding(
+                "warning", "fc-on-pixels", r.name,
+                f"a fully connected layer on the raw pixels: each of its {outs:,} outputs has its own weight for "
+                f"every one of the {c * h * w:,} input values ({c}×{h}×{w}): {r.trainable_params:,} parameters "
+                f"({_fp32(r.trainable_params)} in fp32), none of which knows where a pixel is",
+                "start with convolutions: they share one small kernel across positions (translation invariance) "
+                "and look only nearby (locality), e.g. conv(32,3,p=1) relu maxpool(2), and pool down before the fc"))
+
     convs = [r for r in leaves if r.type == "Conv2d"]
     if convs:
         first = convs[0]
@@ -86,7 +113,7 @@ def warnings_for(s: Summary) -> list[Finding]:
             out.append(Finding(
                 "warning", "separable-at-input", parent,
                 "a depthwise(-separable) conv right at the RGB input: it filters R, G and B apart, although "
-                "they are highly correlated (seed 003)",
+                "they are highly correlated",
                 "start with a regular conv (e.g. conv(32,3,p=1)) and use separable convs after it"))
 
     for a, b in zip(leaves, leaves[1:]):

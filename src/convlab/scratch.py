@@ -1,5 +1,6 @@
-"""Convolution from first principles: the operations of d2l chapter 7 (seed 001) and seed 003,
-written plainly with tensor indexing and arithmetic — no ``F.conv2d``, no ``F.unfold``.
+"""Convolution from first principles: the operations of d2l chapter 7 and of the course notes' Keras
+chapter (batch norm, separable convs), written plainly with tensor indexing and arithmetic — no
+``F.conv2d``, no ``F.unfold``.
 
 Most come twice: the loop as the notes write it (to read), and a vectorised form (to use). Both agree
 with PyTorch to 1e-5 in the tests.
@@ -12,12 +13,13 @@ Shape arithmetic used throughout (one spatial dimension; ``convlab.arith.conv_ou
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from . import arith
 from .arith import pair
 
-__all__ = ["corr2d", "corr2d_multi_in", "corr2d_multi_in_out", "corr2d_1x1", "conv2d_loop", "conv2d", "im2col",
-           "pool2d", "pool2d_nchw", "batch_norm", "separable_params", "learn_kernel"]
+__all__ = ["corr2d", "Conv2D", "corr2d_multi_in", "corr2d_multi_in_out", "corr2d_1x1", "conv2d_loop", "conv2d",
+           "im2col", "pool2d", "pool2d_nchw", "batch_norm", "separable_params", "learn_kernel"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -37,6 +39,28 @@ def corr2d(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
         for j in range(Y.shape[1]):
             Y[i, j] = (X[i:i + h, j:j + w] * K).sum()
     return Y
+
+
+class Conv2D(nn.Module):
+    """d2l 7.2.2's convolutional layer, as the notes write it: a learnable kernel and one scalar bias;
+    forward is :func:`corr2d` plus the bias. One channel in, one out, stride 1, no padding:
+    (H, W) -> (H − h + 1, W − w + 1).
+
+    The kernel starts uniform in [0, 1) (``torch.rand``, as in d2l); pass a ``generator`` for a
+    reproducible start. The bias starts at zero.
+
+    >>> layer = Conv2D((1, 2), generator=torch.Generator().manual_seed(0))
+    >>> layer(torch.ones(6, 8)).shape
+    torch.Size([6, 7])
+    """
+
+    def __init__(self, kernel_size, generator: torch.Generator | None = None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(pair(kernel_size), generator=generator))
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return corr2d(x, self.weight) + self.bias
 
 
 def corr2d_multi_in(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
@@ -158,7 +182,7 @@ def pool2d_nchw(x: torch.Tensor, kernel, stride=None, padding=0, mode: str = "ma
 
 
 # ---------------------------------------------------------------------------------------------
-# batch normalisation (seed 003)
+# batch normalisation (the Keras notes)
 
 
 def batch_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, running_mean: torch.Tensor,
@@ -169,7 +193,7 @@ def batch_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, running
     statistics towards the batch's, using the unbiased variance as PyTorch does:
     running = (1 − momentum)·running + momentum·batch. Evaluation: use the running statistics.
     Per channel that is 2 trainable numbers (γ, β) and 2 non-trainable ones (the running mean and
-    variance): BN over 32 channels has 64 + 64 = 128 (seed 003).
+    variance): BN over 32 channels has 64 + 64 = 128, as the Keras notes count it.
 
     Returns (y, new_running_mean, new_running_var).
     """
@@ -189,7 +213,7 @@ def batch_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, running
 
 
 def separable_params(c_in: int, c_out: int, k: int, depthwise_bias: bool = False, pointwise_bias: bool = True) -> dict:
-    """Parameter count of a depthwise-separable conv, part by part (seed 003).
+    """Parameter count of a depthwise-separable conv, part by part (the Keras notes' two exercises).
 
     >>> separable_params(32, 64, 3)["total"]          # Keras SeparableConv2D: no depthwise bias
     2400
@@ -205,11 +229,19 @@ def separable_params(c_in: int, c_out: int, k: int, depthwise_bias: bool = False
 
 
 def learn_kernel(X: torch.Tensor, Y: torch.Tensor, kernel_shape=(1, 2), lr: float = 3e-2, steps: int = 10,
-                 seed: int = 0) -> tuple[torch.Tensor, list[float]]:
+                 seed: int = 0, init=None) -> tuple[torch.Tensor, list[float]]:
     """d2l 7.2.4: learn a kernel from an image X and its edge map Y by gradient descent on the squared
-    error, with this module's :func:`conv2d`. Returns the kernel and the loss after each step."""
-    g = torch.Generator().manual_seed(seed)
-    K = torch.rand((1, 1, *kernel_shape), generator=g, requires_grad=True)
+    error, with this module's :func:`conv2d`. Returns the kernel and, for each step, the loss computed
+    before that step's update (what d2l prints).
+
+    The start is ``init`` when given (a kernel of ``kernel_shape``), else uniform in [0, 1) from
+    ``seed``. The method is d2l's; only the start is random, and the losses depend on it.
+    """
+    if init is not None:
+        K = torch.as_tensor(init, dtype=torch.float32).reshape(1, 1, *kernel_shape).clone().requires_grad_(True)
+    else:
+        g = torch.Generator().manual_seed(seed)
+        K = torch.rand((1, 1, *kernel_shape), generator=g, requires_grad=True)
     x = X.reshape(1, 1, *X.shape)
     y = Y.reshape(1, 1, *Y.shape)
     losses = []

@@ -246,7 +246,7 @@ def _sepnet(width: int = 32, dropout: float = 0.5) -> str:
 
 
 register(Entry("sepnet", "sepnet", _sepnet, (3, 150, 150), 1, None,
-               "seed 003: a regular conv at the RGB input, then separable convs, GAP, dropout, a sigmoid unit",
+               "the Keras notes' net: a regular conv at the RGB input, then separable convs, GAP, dropout, a sigmoid unit",
                {"width": (int, 32, "channels of the first conv"), "dropout": (float, 0.5, "dropout before the head")},
                note="binary head (1 sigmoid unit); num_classes resizes it"))
 
@@ -256,5 +256,5 @@ def _cifar_cnn(hidden: int = 128) -> str:
 
 
 register(Entry("cifar-cnn", "cnn", _cifar_cnn, (3, 32, 32), 10, 268_650,
-               "seed 004: Input → (Conv → ReLU → Pool) × 2 → FC → ReLU → FC; 2048 features into the first fc",
+               "the notes' CIFAR example: Input → (Conv → ReLU → Pool) × 2 → FC → ReLU → FC; 2048 features into the first fc",
                {"hidden": (int, 128, "width of the hidden fc")}))
