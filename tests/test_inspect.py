@@ -58,9 +58,9 @@ def test_stats_of_a_spec_model_match_forward_hooks():
     for h in hooks:
         h.remove()
     model.train()
-    stats = activation_stats(model, batches, images={"split": "test", "indices": [0, 7]})
+    stats = activation_stats(model, batches, images={"split": "test", "indices": "0..7"})
     assert [s.name for s in stats.layers] == ["relu1", "relu2", "relu3"]
-    assert stats.n_images == 8 and stats.images == {"split": "test", "indices": [0, 7]}
+    assert stats.n_images == 8 and stats.images == {"split": "test", "indices": "0..7"}
     for s in stats.layers:
         check(s, reference_stats(seen[s.name]))
     relu2 = stats.layer("relu2")
@@ -392,7 +392,8 @@ def test_cli_activations(run, capsys):
     assert main(["inspect", str(run / "run"), "--what", "activations", "--images", "20", "--out", str(out_dir),
                  "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["n_images"] == 20 and res["images"]["split"] == "test" and res["images"]["indices"] == [0, 19]
+    assert res["n_images"] == 20
+    assert res["images"] == {"data": "fashion-mnist", "split": "test", "indices": "0..19", "count": 20}
     assert [layer["name"] for layer in res["layers"]] == ["relu1", "relu2", "relu3", "relu4"]
     assert res["verdict"].startswith("Deeper is sparser?")
     assert (out_dir / "activations-test.png").stat().st_size > 5000
@@ -434,7 +435,8 @@ def test_cli_gradcam(run, capsys, tmp_path):
     for args, msg in [(["--class", "Trousers"], "did you mean 'Trouser'"), (["--layer", "relu2"], "not a conv layer"),
                       (["--image", str(tmp_path / "bad.png")], "not an image"), (["--index", "40"], "outside"),
                       (["--image", str(tmp_path / "mine.jpg"), "--index", "1"], "not both"),
-                      (["--canvas", "2"], "--canvas is not for --what gradcam")]:
+                      (["--canvas", "2"], "--canvas is not for --what gradcam"),
+                      (["--index", *map(str, range(13))], "at most 12")]:
         assert main(["inspect", rd, "--what", "gradcam", "--out", out, *args]) == 2, args
         assert msg in capsys.readouterr().err
 
@@ -456,7 +458,7 @@ def test_cli_sliding(run, capsys, tmp_path):
 
     ds = load("fashion-mnist", str(run / "fm"), download=False)
     assert [t["true"] for t in res["tiles"]] == [ds.classes[int(v)] for v in ds.test_y[:4]]
-    assert res["images"] == {"split": "test", "indices": [0, 3]}
+    assert res["images"] == {"split": "test", "indices": "0..3", "count": 4}
     assert 0 <= res["aligned_agree_alone"] <= 4
     Image.fromarray(np.full((20, 50), 30, dtype=np.uint8)).save(tmp_path / "wide.png")
     assert main(["inspect", rd, "--what", "sliding", "--image", str(tmp_path / "wide.png"), "--out", out]) == 0

@@ -482,8 +482,8 @@ def cmd_inspect(args) -> int:
         n = args.images if args.images is not None else 1000
         if not 1 <= n <= len(x):
             raise UsageError(f"--images {n}: the {args.split} split has {len(x):,} images (1..{len(x)})")
-        stats = ins.activation_stats(r.model, batches(list(range(n))), name=cfg.model,
-                                     images={"split": args.split, "indices": [0, n - 1], "data": ds.name})
+        used = {"data": ds.name, "split": args.split, "indices": f"0..{n - 1}", "count": n}
+        stats = ins.activation_stats(r.model, batches(list(range(n))), name=cfg.model, images=used)
         png = plot_sparsity(stats, target / f"activations-{args.split}.png")
         result = {**stats.to_dict(), "png": str(png), "json": str(target / f"activations-{args.split}.json")}
         (target / f"activations-{args.split}.json").write_text(json.dumps(result, indent=2))
@@ -511,6 +511,8 @@ def cmd_inspect(args) -> int:
             inputs, labels, names = [img.x], [None], [Path(args.image).stem]
         else:
             idx = args.index if args.index is not None else [0]
+            if len(idx) > 12:
+                raise UsageError(f"--index takes at most 12 images (one column each), got {len(idx)}")
             bad = [i for i in idx if not 0 <= i < len(x)]
             if bad:
                 raise UsageError(f"--index {bad[0]} is outside the {args.split} split (0..{len(x) - 1})")
@@ -590,7 +592,7 @@ def cmd_inspect(args) -> int:
         result["aligned_agree_alone"] = sum(k == t["alone"] for t, k in aligned)
         result["aligned_agree_true"] = sum(k == t["true"] for t, k in aligned)
         result["aligned"] = len(aligned)
-        result["images"] = {"split": args.split, "indices": [0, len(tiles) - 1]}
+        result["images"] = {"split": args.split, "indices": f"0..{len(tiles) - 1}", "count": len(tiles)}
     title = (f"{cfg.model}: its fc head as convolutions, sliding over "
              + (f"{args.canvas or 4}×{args.canvas or 4} {args.split} images 0..{len(tiles) - 1}" if tiles
                 else Path(args.image).name))

@@ -175,7 +175,7 @@ class ActivationStats:
 
     layers: list[LayerStats]
     n_images: int
-    images: dict = field(default_factory=dict)   # e.g. {"split": "test", "indices": [0, 999]} to reproduce
+    images: dict = field(default_factory=dict)   # e.g. {"split": "test", "indices": "0..999"}: to reproduce
     model: str = ""
 
     def layer(self, name: str) -> LayerStats:
