@@ -28,6 +28,9 @@ _LAZY = {
     "TrainConfig": "convlab.training",
     "Run": "convlab.training",
     "load_dataset": "convlab.data",
+    "fully_convolutional": "convlab.inspect",
+    "activation_stats": "convlab.inspect",
+    "gradcam": "convlab.inspect",
 }
 
 _MODULES = {"scratch"}

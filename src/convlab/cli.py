@@ -365,32 +365,251 @@ def cmd_viz(args) -> int:
 
     if args.channels < 1:
         raise UsageError(f"--channels must be >= 1, got {args.channels}")
+    if args.image and args.index is not None:
+        raise UsageError("give --image FILE or --index N, not both")
     r = load_run(args.run, data=args.data, data_dir=args.data_dir, device=args.device)
     target = Path(args.out) if args.out else r.run_dir
     target.mkdir(parents=True, exist_ok=True)
     saved = []
-    check_layers(r.model, args.layer or [])
+    after_act = args.after == "activation"
+    if not after_act:
+        check_layers(r.model, args.layer or [])
     if args.what in ("filters", "both"):
         layer = next((n for n in args.layer or [] if n in conv_layers(r.model)), None)  # else the first conv
         name = layer or next(iter(conv_layers(r.model)), "conv")
         saved.append(plot_filters(r.model, target / f"filters-{name}.png", layer=layer))
     if args.what in ("maps", "both"):
-        x, y = (r.ds.test_x, r.ds.test_y) if args.split == "test" else (r.ds.train_x, r.ds.train_y)
-        if not 0 <= args.index < len(x):
-            raise UsageError(f"--index {args.index} is outside the {args.split} split (0..{len(x) - 1})")
-        one = Batcher(x, y, r.ds.mean, r.ds.std, batch_size=1, resize=r.cfg.resize).make_batch(
-            torch.tensor([args.index]))[0]
-        with torch.no_grad():
-            probs = torch.softmax(r.model(one.unsqueeze(0).to(r.device)).float(), 1)[0].cpu()
-        label, pred = int(y[args.index]), int(probs.argmax())
+        from . import inspect as ins
+
         classes = r.ds.classes
-        print(f"{args.split} image {args.index}: {classes[label]}, predicted {classes[pred]} "
-              f"({100 * float(probs[pred]):.1f}%)")
+        if args.image:
+            c, h, w = r.ds.shape
+            if r.cfg.resize:
+                h = w = r.cfg.resize
+            img = ins.load_image(args.image, c, r.ds.mean, r.ds.std, size=(h, w), invert=args.invert,
+                                 reference=r.ds.train_x[:1000])
+            print("; ".join(img.steps))
+            one, shown, stem, label = img.x, img.shown, Path(args.image).stem, None
+        else:
+            index = args.index or 0
+            x, y = (r.ds.test_x, r.ds.test_y) if args.split == "test" else (r.ds.train_x, r.ds.train_y)
+            if not 0 <= index < len(x):
+                raise UsageError(f"--index {index} is outside the {args.split} split (0..{len(x) - 1})")
+            one = Batcher(x, y, r.ds.mean, r.ds.std, batch_size=1, resize=r.cfg.resize).make_batch(
+                torch.tensor([index]))[0]
+            shown, stem, label = x[index].float(), f"{args.split}-{index}", int(y[index])
+        probs = ins.predict(r.model, one)
+        pred = int(probs.argmax())
+        top = probs.topk(min(3, len(probs)))
+        if label is None:
+            print(f"{Path(args.image).name}: predicted {classes[pred]} ({100 * float(probs[pred]):.1f}%); top: "
+                  + ", ".join(f"{classes[int(i)]} {100 * float(v):.1f}%" for v, i in zip(top.values, top.indices)))
+            what = f"{Path(args.image).name}, predicted {classes[pred]} {100 * float(probs[pred]):.0f}%"
+        else:
+            print(f"{args.split} image {index}: {classes[label]}, predicted {classes[pred]} "
+                  f"({100 * float(probs[pred]):.1f}%)")
+            what = f"{args.split} image {index} ({classes[label]}, predicted {classes[pred]})"
+        maps = None
+        if after_act:
+            acts = ins.activation_maps(r.model, one)
+            if args.layer:
+                missing = [n for n in args.layer if n not in acts]
+                if missing:
+                    from .errors import did_you_mean
+
+                    raise UsageError(f"no activation layer {missing[0]!r}{did_you_mean(missing[0], acts)}; the model's "
+                                     f"activation layers: {', '.join(acts)}")
+                acts = {n: acts[n] for n in args.layer}
+            maps = {n: m for n, m in acts.items() if m.dim() == 3} or acts
+            for n, m in maps.items():
+                if m.dim() == 3:
+                    blank = sum(not bool(m[k].any()) for k in range(m.shape[0]))
+                    print(f"  {n}: {m.shape[0]} channels, {blank} blank ({100 * blank / m.shape[0]:.0f}%), "
+                          f"{100 * float((m == 0).float().mean()):.1f}% zeros")
+            stem += "-activation"
         saved.append(plot_feature_maps(
-            r.model, one, target / f"maps-{args.split}-{args.index}.png", layers=args.layer,
-            max_channels=args.channels, shown_image=x[args.index].float(),
-            title=f"{r.cfg.model}: {args.split} image {args.index} ({classes[label]}, predicted {classes[pred]})"))
+            r.model, one, target / f"maps-{stem}.png", layers=args.layer, max_channels=args.channels,
+            shown_image=shown, maps=maps,
+            title=f"{r.cfg.model}: {what}" + (", after each activation" if after_act else "")))
     print("saved: " + ", ".join(str(p) for p in saved))
+    return EXIT_OK
+
+
+def cmd_inspect(args) -> int:
+    """``convlab inspect``: activation sparsity by depth, Grad-CAM, and the fc head sliding over larger images."""
+    import torch
+
+    from . import inspect as ins
+    from .data import Batcher
+    from .training.evaluate import load_run
+    from .viz import plot_class_map, plot_gradcam, plot_sparsity
+
+    def _pct(v: float) -> str:
+        return f"{100 * v:.1f}%"
+
+    what = args.what
+    allowed = {"activations": {"images", "split"}, "gradcam": {"index", "image", "cls", "layer", "split", "invert"},
+               "sliding": {"image", "canvas", "split", "invert"}}[what]
+    flags = {"images": "--images", "index": "--index", "image": "--image", "cls": "--class", "layer": "--layer",
+             "canvas": "--canvas", "invert": "--invert"}
+    for key, flag in flags.items():
+        if key not in allowed and getattr(args, key) not in (None, False):
+            raise UsageError(f"{flag} is not for --what {what} (it takes: "
+                             f"{', '.join(flags[k] for k in flags if k in allowed) or 'no option'})")
+    if args.image and (args.index is not None or args.canvas is not None):
+        raise UsageError(f"give --image FILE or {'--index' if what == 'gradcam' else '--canvas'}, not both")
+    r = load_run(args.run, data=args.data, data_dir=args.data_dir, device=args.device)
+    ds, cfg = r.ds, r.cfg
+    c, h, w = ds.shape
+    if cfg.resize:
+        h = w = cfg.resize
+    x, y = (ds.test_x, ds.test_y) if args.split == "test" else (ds.train_x, ds.train_y)
+    target = Path(args.out) if args.out else r.run_dir
+    target.mkdir(parents=True, exist_ok=True)
+
+    def batches(indices: list[int], size: int = 256):
+        b = Batcher(x, y, ds.mean, ds.std, batch_size=size, device=r.device, resize=cfg.resize)
+        for i in range(0, len(indices), size):
+            yield b.make_batch(torch.tensor(indices[i:i + size], device=r.device))
+
+    def image_file(**kw):
+        img = ins.load_image(args.image, c, ds.mean, ds.std, invert=args.invert, reference=ds.train_x[:1000], **kw)
+        if not args.json:
+            print("; ".join(img.steps))
+        return img
+
+    if what == "activations":
+        n = args.images if args.images is not None else 1000
+        if not 1 <= n <= len(x):
+            raise UsageError(f"--images {n}: the {args.split} split has {len(x):,} images (1..{len(x)})")
+        used = {"data": ds.name, "split": args.split, "indices": f"0..{n - 1}", "count": n}
+        stats = ins.activation_stats(r.model, batches(list(range(n))), name=cfg.model, images=used)
+        png = plot_sparsity(stats, target / f"activations-{args.split}.png")
+        result = {**stats.to_dict(), "png": str(png), "json": str(target / f"activations-{args.split}.json")}
+        (target / f"activations-{args.split}.json").write_text(json.dumps(result, indent=2))
+        if args.json:
+            _print_json(result)
+            return EXIT_OK
+        print(f"{cfg.model} on {ds.name}: activation outputs of {n:,} {args.split} images (indices 0..{n - 1}), "
+              f"in depth order")
+        width = max(len(s.name) for s in stats.layers)
+        print(f"  {'layer':<{width}}  {'type':<8} {'output':>10} {'zeros':>7} {'blank/image':>12} {'dead':>9} "
+              f"{'mean':>8} {'std':>8}")
+        for s in stats.layers:
+            print(f"  {s.name:<{width}}  {s.type:<8} {'×'.join(map(str, s.shape)):>10} {_pct(s.zeros):>7} "
+                  f"{_pct(s.blank):>12} {f'{len(s.dead)}/{s.channels}':>9} {s.mean:8.3f} {s.std:8.3f}")
+        print("  (zeros: exactly 0; blank: channels whose map is all 0, mean over images; dead: 0 for every image)")
+        print(stats.verdict())
+        print(f"saved: {png} and {result['json']}")
+        return EXIT_OK
+
+    classes = ds.classes
+    if what == "gradcam":
+        target_cls = ins.class_index(args.cls, classes) if args.cls else None
+        if args.image:
+            img = image_file(size=(h, w))
+            inputs, labels, names = [img.x], [None], [Path(args.image).stem]
+        else:
+            idx = args.index if args.index is not None else [0]
+            if len(idx) > 12:
+                raise UsageError(f"--index takes at most 12 images (one column each), got {len(idx)}")
+            bad = [i for i in idx if not 0 <= i < len(x)]
+            if bad:
+                raise UsageError(f"--index {bad[0]} is outside the {args.split} split (0..{len(x) - 1})")
+            inputs = list(next(batches(idx, len(idx))).cpu())
+            labels, names = [int(y[i]) for i in idx], [f"{args.split}-{'-'.join(map(str, idx))}"]
+        cams, captions, rows = [], [], []
+        for k, xi in enumerate(inputs):
+            cam = ins.gradcam(r.model, xi, target=target_cls, layer=args.layer)
+            probs = ins.predict(r.model, xi)
+            pred = int(probs.argmax())
+            cams.append(cam.map)
+            head = f"{args.split} {idx[k]}: {classes[labels[k]]}" if labels[k] is not None else Path(args.image).name
+            captions.append(f"{head}\npred. {classes[pred]} {100 * float(probs[pred]):.0f}%"
+                            + (f"\nmap of {classes[cam.target]}" if cam.target != pred else ""))
+            rows.append({"image": head, "true": classes[labels[k]] if labels[k] is not None else None,
+                         "predicted": classes[pred], "probability": float(probs[pred]), "class": classes[cam.target],
+                         "class_score": cam.score, "class_probability": cam.prob, "layer": cam.layer,
+                         "layer_map": list(cam.low.shape), "unit_centres": None if cam.start is None else
+                         [[cam.start[d], cam.start[d] + cam.jump[d] * (cam.low.shape[d] - 1)] for d in (0, 1)],
+                         "peak_unit": [int(v) for v in divmod(int(cam.low.argmax()), cam.low.shape[1])]})
+            if cam.start is not None:
+                rows[-1]["peak_pixel"] = [cam.start[d] + cam.jump[d] * rows[-1]["peak_unit"][d] for d in (0, 1)]
+        layer = rows[0]["layer"]
+        lh, lw = rows[0]["layer_map"]
+        title = (f"{cfg.model}: Grad-CAM at {layer} ({lh}×{lw} units, each at its receptive field's centre) of "
+                 + (f"class {classes[target_cls]}" if target_cls is not None else "the predicted class"))
+        png = plot_gradcam(inputs, cams, captions, target / f"gradcam-{names[0]}.png", title=title)
+        if args.json:
+            _print_json({"layer": layer, "images": rows, "png": str(png)})
+            return EXIT_OK
+        where = rows[0]["unit_centres"]
+        placed = (f"its units centred on pixels {where[0][0]:g} … {where[0][1]:g} (rows), {where[1][0]:g} … "
+                  f"{where[1][1]:g} (columns), interpolated between" if where else "resized to the image")
+        print(f"Grad-CAM at {layer} (the {'named' if args.layer else 'last'} conv layer): gradients of the class "
+              f"score before the softmax; its {lh}×{lw} map drawn on the {h}×{w} image with {placed}")
+        for row in rows:
+            print(f"  {row['image']}: predicted {row['predicted']} ({_pct(row['probability'])}); map of "
+                  f"{row['class']} (score {row['class_score']:.2f}, p {_pct(row['class_probability'])}), "
+                  f"strongest at unit ({row['peak_unit'][0]}, {row['peak_unit'][1]})"
+                  + (f", centred on pixel ({row['peak_pixel'][0]:g}, {row['peak_pixel'][1]:g})"
+                     if "peak_pixel" in row else ""))
+        print(f"saved: {png}")
+        return EXIT_OK
+
+    # sliding: the fc head as convolutions over a larger image
+    fc = ins.fully_convolutional(r.model, (c, h, w))
+    tiles = None
+    if args.image:
+        img = image_file(min_size=(h, w), max_side=16 * max(h, w))
+        canvas, stem, shown = img.x, Path(args.image).stem, img.shown
+    else:
+        n = args.canvas if args.canvas is not None else 4
+        if n < 1 or n * n > len(x):
+            raise UsageError(f"--canvas {n}: needs {n}×{n} = {n * n} images; the {args.split} split has {len(x):,}")
+        t = next(batches(list(range(n * n)), n * n)).cpu()                   # (n², C, h, w)
+        canvas = t.view(n, n, c, h, w).permute(2, 0, 3, 1, 4).reshape(c, n * h, n * w)
+        alone = [int(v) for v in ins.predict_batch(r.model, t).argmax(1)]
+        tiles = [{"index": i, "box": ((i // n) * h, (i % n) * w, h, w), "true": int(y[i]), "alone": alone[i]}
+                 for i in range(n * n)]
+        stem, shown = f"canvas-{n}", canvas
+    grid = ins.class_grid(fc, canvas)
+    gh, gw = grid.scores.shape[1:]
+    counts = torch.bincount(grid.classes.flatten(), minlength=len(classes))
+    result = {"input": list(canvas.shape), "grid": [gh, gw], "window": list(grid.window), "stride": list(grid.stride),
+              "first_window_centre": list(grid.centre),
+              "converted": {n: str(m) for n, m in fc.named_children() if n in dict(r.model.named_children()) and
+                            isinstance(dict(r.model.named_children())[n], torch.nn.Linear)},
+              "windows_per_class": {classes[k]: int(v) for k, v in enumerate(counts) if v}}
+    if tiles:
+        aligned = []
+        for t in tiles:
+            cell = grid.cell_of(t["box"][0], t["box"][1])
+            if cell is not None:
+                aligned.append((t, int(grid.classes[cell])))
+        result["tiles"] = [{"index": t["index"], "true": classes[t["true"]], "alone": classes[t["alone"]],
+                            "window": classes[k]} for t, k in aligned]
+        result["aligned_agree_alone"] = sum(k == t["alone"] for t, k in aligned)
+        result["aligned_agree_true"] = sum(k == t["true"] for t, k in aligned)
+        result["aligned"] = len(aligned)
+        result["images"] = {"split": args.split, "indices": f"0..{len(tiles) - 1}", "count": len(tiles)}
+    title = (f"{cfg.model}: its fc head as convolutions, sliding over "
+             + (f"{args.canvas or 4}×{args.canvas or 4} {args.split} images 0..{len(tiles) - 1}" if tiles
+                else Path(args.image).name))
+    png = plot_class_map(shown, grid, classes, target / f"sliding-{stem}.png", title=title, tiles=tiles)
+    result["png"] = str(png)
+    if args.json:
+        _print_json(result)
+        return EXIT_OK
+    print(f"{cfg.model} made fully convolutional: " + ", ".join(f"{n} → {m}" for n, m in result["converted"].items()))
+    print(f"input {canvas.shape[1]}×{canvas.shape[2]} (H×W) → {gh}×{gw} grid of class scores: one per {h}×{w} window, "
+          f"{grid.stride[0]} px apart (the network's total stride)")
+    share = sorted(result["windows_per_class"].items(), key=lambda kv: -kv[1])
+    print("  windows per class: " + ", ".join(f"{k} {v}" for k, v in share))
+    if tiles:
+        print(f"  the {result['aligned']} windows that are exactly one tile: class = the model's prediction on that tile "
+              f"alone for {result['aligned_agree_alone']}, = the true class for {result['aligned_agree_true']}")
+    print(f"saved: {png}")
     return EXIT_OK
 
 
@@ -612,13 +831,45 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--what", choices=["filters", "maps", "both"], default="both", help="what to draw (default both)")
     sp.add_argument("--layer", action="append", metavar="NAME",
                     help="layer(s) whose maps to draw (default every conv); the first conv among them for filters")
-    sp.add_argument("--index", type=int, default=0, metavar="N", help="which image of the split (default 0)")
+    sp.add_argument("--index", type=int, default=None, metavar="N", help="which image of the split (default 0)")
+    sp.add_argument("--image", metavar="FILE", help="your own image (PNG/JPEG; needs Pillow), converted to the "
+                    "model's input: channels, size, the dataset's normalisation")
+    sp.add_argument("--invert", action="store_true", help="with --image: invert it (dark object on light → light on dark)")
+    sp.add_argument("--after", choices=["conv", "activation"], default="conv",
+                    help="maps after each conv (default) or after each activation, with blank channels marked")
     sp.add_argument("--split", choices=["test", "train"], default="test")
     sp.add_argument("--channels", type=int, default=16, metavar="K", help="maps drawn per layer (default 16)")
     sp.add_argument("--data", metavar="NAME", help="dataset (default: the one it was trained on)")
     sp.add_argument("--data-dir", metavar="DIR")
     sp.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
     sp.add_argument("--out", metavar="DIR", help="where to write the PNGs (default: the run directory)")
+
+    sp = add("inspect", cmd_inspect, "Inside a trained model: activation sparsity by depth, Grad-CAM, and its fc head "
+             "as convolutions sliding over a larger image.",
+             ["convlab inspect runs/001-lenet-modern-fashion-mnist --what activations       # zeros/blank/dead by depth",
+              "convlab inspect runs/001-lenet-modern-fashion-mnist --what activations --images 5000 --json",
+              "convlab inspect runs/001-lenet-modern-fashion-mnist --what gradcam --index 0 1 2 3 4 5",
+              "convlab inspect runs/001-lenet-modern-fashion-mnist --what gradcam --image shoe.png --class Sneaker",
+              "convlab inspect runs/001-lenet-modern-fashion-mnist --what sliding --canvas 4   # 4×4 test images",
+              "convlab inspect runs/001-lenet-modern-fashion-mnist --what sliding --image street.jpg --invert"])
+    sp.add_argument("run", metavar="RUN_OR_CHECKPOINT", help="a run directory (uses best.pt) or a .pt file")
+    sp.add_argument("--what", choices=["activations", "gradcam", "sliding"], required=True,
+                    help="activations: sparsity by depth; gradcam: where the class evidence is; sliding: the fc head "
+                         "as convolutions over a larger image")
+    sp.add_argument("--images", type=int, metavar="N", help="activations: the first N images of the split (default 1000)")
+    sp.add_argument("--index", type=int, nargs="+", metavar="N", help="gradcam: image(s) of the split (default 0)")
+    sp.add_argument("--image", metavar="FILE", help="gradcam, sliding: your own PNG/JPEG instead (needs Pillow)")
+    sp.add_argument("--invert", action="store_true", help="with --image: invert it (dark on light → light on dark)")
+    sp.add_argument("--class", dest="cls", metavar="NAME", help="gradcam: the class whose evidence to map "
+                    "(name or number; default: the predicted one)")
+    sp.add_argument("--layer", metavar="NAME", help="gradcam: the conv layer (default: the last one)")
+    sp.add_argument("--canvas", type=int, metavar="N", help="sliding: tile N×N images of the split into one (default 4)")
+    sp.add_argument("--split", choices=["test", "train"], default="test")
+    sp.add_argument("--data", metavar="NAME", help="dataset (default: the one it was trained on)")
+    sp.add_argument("--data-dir", metavar="DIR")
+    sp.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    sp.add_argument("--out", metavar="DIR", help="where to write the PNG/JSON (default: the run directory)")
+    sp.add_argument("--json", action="store_true", help="print JSON")
 
     sp = add("compare", cmd_compare, "Compare finished runs: a table of results and their curves on shared axes.",
              ["convlab compare runs/001-resnet20-cifar10 runs/002-plain20-cifar10 --plot compare.png",

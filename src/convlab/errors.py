@@ -45,3 +45,8 @@ class ZooError(ConvlabError, KeyError):
 
 class TrainingError(ConvlabError):
     """Training could not go on (a non-finite loss, a model whose output does not fit the labels)."""
+
+
+class ConversionError(ConvlabError, ValueError):
+    """A model that cannot be converted as asked (e.g. an fc head that cannot become convolutions): which
+    layer, and why."""

@@ -584,6 +584,50 @@ def _receptive() -> list[str]:
             f"pixels, jump {last.receptive_field['jump'][0]} (larger than the image: the centre pixels weigh most)"]
 
 
+@topic("fc-as-conv", "An fc layer is a convolution: the network slides over larger images")
+def _fc_as_conv() -> list[str]:
+    import torch
+    import torch.nn as nn
+
+    from . import summary
+    from .inspect import _geometry, fully_convolutional
+    from .zoo import create_model
+
+    def params(m) -> int:
+        return sum(p.numel() for p in m.parameters())
+
+    # VGG-16's first fc, counted without allocating its 411 MB of weights
+    fc = nn.Linear(7 * 7 * 512, 4096, device="meta")
+    conv = nn.Conv2d(512, 4096, 7, device="meta")
+    lines = [f"fc reading 7×7×512 = {fc.in_features:,} features → 4096: weight {tuple(fc.weight.shape)} + bias "
+             f"{tuple(fc.bias.shape)} = {params(fc):,} parameters",
+             f"conv with 4096 filters of 7×7×512 (stride 1, no padding): weight {tuple(conv.weight.shape)} + bias "
+             f"{tuple(conv.bias.shape)} = {params(conv):,} parameters",
+             f"  {'equal' if params(fc) == params(conv) else 'NOT equal'}: 7·7·512·4096 + 4096 = "
+             f"{7 * 7 * 512 * 4096 + 4096:,} either way; fc.weight.view(4096, 512, 7, 7) is the conv's weight"]
+    torch.manual_seed(0)
+    lenet = create_model("lenet-modern").eval()
+    full = fully_convolutional(lenet, (1, 28, 28)).eval()
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        diff = float((full(x).flatten(1) - lenet(x)).abs().max())
+        grid = full(torch.randn(1, 1, 56, 56))
+    kinds = ", ".join(f"{n} → {m.kernel_size[0]}×{m.kernel_size[1]} conv" for n, m in full.named_children()
+                      if n.startswith("fc"))
+    gh, gw = grid.shape[2:]
+    (stride, _), _ = _geometry(full, (1, 28, 28))
+    one, big = summary(lenet, (1, 28, 28)).macs, summary(full, (1, 56, 56)).macs
+    lines += [f"LeNet (lenet-modern, random weights): {kinds}",
+              f"  on 28×28 the converted copy gives the original's 10 scores: max |difference| {diff:.1e}",
+              f"  on 56×56 it gives a 10×{gh}×{gw} grid: the scores of every 28×28 window, {stride} pixels apart "
+              f"(the pools' total stride)",
+              f"  cost: {big:,} MACs for all {gh * gw} windows at once, against {gh * gw} × {one:,} = "
+              f"{gh * gw * one:,} one window at a time ({gh * gw * one / big:.1f}× more): neighbouring windows "
+              f"share their conv work",
+              "convlab inspect RUN --what sliding --canvas 4 draws such a grid over 4×4 test images"]
+    return lines
+
+
 def _wrap(line: str, width: int) -> list[str]:
     """A long line folded at spaces to ``width``, its continuation indented under it; pictures are left alone."""
     import textwrap

@@ -196,10 +196,12 @@ def feature_maps(model, image, layers: list[str] | None = None) -> dict:
 
 
 def plot_feature_maps(model, image, path, layers: list[str] | None = None, max_channels: int = 16,
-                      title: str = "", shown_image=None) -> Path:
+                      title: str = "", shown_image=None, maps: dict | None = None) -> Path:
     """The input image, then one row per layer with its first ``max_channels`` maps (each map on its
-    own grey scale, as what matters is where a channel fires)."""
-    maps = feature_maps(model, image, layers)
+    own grey scale, as what matters is where a channel fires). ``maps`` ({name: (C, H, W)}, e.g. the
+    activation outputs of :func:`convlab.inspect.activation_maps`) replaces the layers' outputs. A map
+    that is zero everywhere (a blank channel) is framed in red and titled "blank"."""
+    maps = maps if maps is not None else feature_maps(model, image, layers)
     cols = min(max_channels, max((m.shape[0] for m in maps.values() if m.dim() == 3), default=1))
     plt = _plt()
     fig, axes = plt.subplots(len(maps) + 1, cols, figsize=(1.15 * cols + 0.6, 1.3 * (len(maps) + 1) + 0.6),
@@ -217,9 +219,153 @@ def plot_feature_maps(model, image, path, layers: list[str] | None = None, max_c
         if m.dim() != 3:
             axes[r, 0].text(0, 0.5, f"{name}: {list(m.shape)} (not a map)", fontsize=7)
             continue
+        blank = [c for c in range(m.shape[0]) if not bool(m[c].any())]
         for c in range(min(cols, m.shape[0])):
-            axes[r, c].imshow(m[c].numpy(), cmap="gray", interpolation="nearest")
-        axes[r, 0].set_title(f"{name} {m.shape[0]}×{m.shape[1]}×{m.shape[2]}", fontsize=7, loc="left")
+            axes[r, c].imshow(m[c].numpy(), cmap="gray", interpolation="nearest", vmin=0 if c in blank else None)
+            if c in blank:
+                axes[r, c].set_axis_on()
+                axes[r, c].set_xticks([])
+                axes[r, c].set_yticks([])
+                for side in axes[r, c].spines.values():
+                    side.set_edgecolor("red")
+                    side.set_linewidth(1.5)
+                axes[r, c].text(0.5, 0.5, "blank", transform=axes[r, c].transAxes, ha="center", va="center",
+                                fontsize=6, color="red")
+        note = f", {len(blank)} blank" if blank else ""
+        axes[r, 0].set_title(f"{name} {m.shape[0]}×{m.shape[1]}×{m.shape[2]}{note}", fontsize=7, loc="left")
     if title:
         fig.suptitle(title)
     return save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# inside a trained model: sparsity by depth, Grad-CAM, the sliding class map (convlab.inspect)
+
+
+def _as_display(img):
+    """(C, H, W) uint8 or float → (image for imshow, colour map): grey for one channel, RGB for three."""
+    t = img.detach().float().cpu()
+    if t.shape[0] == 3:
+        lo, hi = t.min(), t.max()
+        return ((t - lo) / (hi - lo).clamp(min=1e-12)).permute(1, 2, 0).numpy(), None
+    return t[0].numpy(), "gray"
+
+
+def plot_sparsity(stats, path, title: str = "") -> Path:
+    """Exact zeros, blank channels per image and dead channels of each activation layer, in depth order
+    (an :class:`~convlab.inspect.ActivationStats`); layers after the flatten are shaded."""
+    plt = _plt()
+    layers = stats.layers
+    n = len(layers)
+    xs = list(range(n))
+    fig, ax = plt.subplots(figsize=(max(7.5, 0.55 * n + 3), 4.6))
+    vec = [i for i, s in enumerate(layers) if s.kind == "vector"]
+    if vec:
+        ax.axvspan(min(vec) - 0.5, max(vec) + 0.5, color="0.93", zorder=0)
+        ax.text((min(vec) + max(vec)) / 2, 101.5, "fc layers (a channel is one unit)", ha="center", va="bottom",
+                fontsize=7.5, color="0.35")
+    ax.bar(xs, [100 * len(s.dead) / s.channels for s in layers], width=0.5, color="0.75", label="dead channels "
+           "(zero for every image)", zorder=1)
+    ax.plot(xs, [100 * s.zeros for s in layers], "o-", color="tab:red", label="exact zeros", zorder=3)
+    ax.plot(xs, [100 * s.blank for s in layers], "s--", color="tab:blue", label="blank channels per image (mean)",
+            zorder=3)
+    for i, s in enumerate(layers):
+        ax.annotate(f"{100 * s.zeros:.0f}%", (i, 100 * s.zeros), textcoords="offset points", xytext=(0, 7),
+                    ha="center", fontsize=8, color="tab:red")
+    labels = [f"{s.name}\n{'×'.join(map(str, s.shape))}" for s in layers]
+    rot = 0 if n <= 6 else 60
+    ax.set_xticks(xs, labels, rotation=rot, ha="center" if rot == 0 else "right", fontsize=8)
+    ax.set_xlim(-0.6, n - 0.4)
+    ax.set_ylim(0, 110)
+    ax.set_ylabel("% of values / of channels")
+    ax.set_xlabel("activation layer, in depth order (output shape per image)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28 if rot == 0 else -0.45), ncol=3, fontsize=8,
+              frameon=False)
+    where = stats.images
+    what = f"{stats.n_images:,} {where.get('split', '')} images".replace("  ", " ")
+    ax.set_title(title or f"{stats.model + ': ' if stats.model else ''}sparsity by depth over {what}", fontsize=10)
+    return save(fig, path)
+
+
+def plot_gradcam(images, cams, captions, path, title: str = "") -> Path:
+    """One column per image: the image, then its Grad-CAM map (each scaled to its own maximum) over it."""
+    plt = _plt()
+    k = len(images)
+    fig, axes = plt.subplots(2, k, figsize=(2.1 * k + 0.9, 4.9), squeeze=False)
+    im = None
+    for j, (img, cam, cap) in enumerate(zip(images, cams, captions)):
+        shown, cmap = _as_display(img)
+        axes[0, j].imshow(shown, cmap=cmap, interpolation="nearest")
+        axes[0, j].set_title(cap, fontsize=8)
+        m = cam.detach().float().cpu()
+        m = m / m.max() if float(m.max()) > 0 else m
+        axes[1, j].imshow(shown, cmap=cmap, interpolation="nearest")
+        im = axes[1, j].imshow(m.numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="bilinear")
+        for a in axes[:, j]:
+            a.set_axis_off()
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    cax = fig.add_axes((0.92, 0.12, 0.015, 0.33))
+    fig.colorbar(im, cax=cax).set_label("Grad-CAM / its max", fontsize=8)
+    return save(fig, path, tight=False)
+
+
+def plot_class_map(shown, grid, classes: list[str], path, title: str = "", tiles: list[dict] | None = None) -> Path:
+    """A :class:`~convlab.inspect.ClassGrid` drawn over the image it was computed on: the image (for a
+    canvas of tiles, each tile's true class and the model's prediction on that tile alone), the class of
+    each window coloured at the window's centre (the windows that are exactly one tile outlined), and the
+    winning probability of each window."""
+    import numpy as np
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch, Rectangle
+
+    plt = _plt()
+    img, cmap = _as_display(shown)
+    h, w = img.shape[:2]
+    k = len(classes)
+    colours = plt.get_cmap("tab10" if k <= 10 else "tab20")(np.arange(k) % (10 if k <= 10 else 20))
+    (sh, sw), (cy, cx) = grid.stride, grid.centre
+    gh, gw = grid.scores.shape[1:]
+    extent = (cx - sw / 2, cx + (gw - 1) * sw + sw / 2, cy + (gh - 1) * sh + sh / 2, cy - sh / 2)
+    fig = plt.figure(figsize=(14, 5.6))
+    gs = fig.add_gridspec(1, 3, left=0.01, right=0.95, top=0.86, bottom=0.1, wspace=0.06)
+    axes = [fig.add_subplot(gs[0, i]) for i in range(3)]
+    for a in axes:
+        a.set_xlim(-0.5, w - 0.5)
+        a.set_ylim(h - 0.5, -0.5)
+        a.set_xticks([])
+        a.set_yticks([])
+    axes[0].imshow(img, cmap=cmap, interpolation="nearest")
+    axes[1].imshow(img, cmap=cmap, interpolation="nearest")
+    axes[2].set_facecolor("0.85")
+    axes[0].set_title(f"input {h}×{w} (H×W)" + ("; each tile: true class / predicted alone" if tiles else ""), fontsize=9)
+    for t in tiles or []:
+        y0, x0, th, tw = t["box"]
+        for a in (axes[0], axes[2]):
+            a.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), tw, th, fill=False, ec="yellow" if a is axes[0] else "white",
+                                  lw=0.6, zorder=4))
+        wrong = "  ✗" if t["alone"] != t["true"] else ""
+        axes[0].text(x0 + 1, y0 + 1, f"{classes[t['true']]}\n{classes[t['alone']]}{wrong}", fontsize=6, va="top",
+                     ha="left", color="yellow", bbox=dict(fc="black", alpha=0.55, pad=0.8, lw=0))
+        cell = grid.cell_of(y0, x0)
+        if cell is not None:   # the window that is exactly this tile, at the tile's centre
+            yc, xc = cy + cell[0] * sh, cx + cell[1] * sw
+            for a in (axes[1], axes[2]):
+                a.add_patch(Rectangle((xc - sw / 2, yc - sh / 2), sw, sh, fill=False, ec="white", lw=1.4, zorder=4))
+    axes[1].imshow(grid.classes.numpy(), cmap=ListedColormap(colours), vmin=-0.5, vmax=k - 0.5, alpha=0.7,
+                   extent=extent, interpolation="nearest")
+    axes[1].set_title(f"class of each {grid.window[0]}×{grid.window[1]} window, at its centre ({gh}×{gw} windows, "
+                      f"{sh} px apart)" + ("\nwhite: the windows that are exactly one tile" if tiles else ""), fontsize=9)
+    im = axes[2].imshow(grid.probs.max(0).values.numpy(), cmap="viridis", vmin=0, vmax=1, extent=extent,
+                        interpolation="nearest")
+    axes[2].set_title("probability of that class", fontsize=9)
+    axes[2].apply_aspect()
+    box = axes[2].get_position()
+    fig.colorbar(im, cax=fig.add_axes((box.x1 + 0.01, box.y0, 0.012, box.height)))
+    used = sorted(set(grid.classes.flatten().tolist()))
+    fig.legend(handles=[Patch(color=colours[c], label=classes[c]) for c in used], loc="lower center",
+               ncol=min(len(used), 10), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10, y=0.975)
+    return save(fig, path, tight=False)
