@@ -18,7 +18,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 @dataclass
 class TrainConfig:
-    """Everything a run depends on. ``None`` means "the default for this model family" (see resolve)."""
+    """Everything a run depends on. ``None`` means "the default for this model family" (see
+    :func:`with_family_defaults`)."""
 
     model: str = "lenet-modern"            # zoo name, spec text, spec file or package.module:attr
     data: str = "fashion-mnist"            # dataset name or folder:PATH
@@ -92,8 +93,8 @@ FAMILY_OF = {"lenet": "small", "cnn": "small", "sepnet": "small", "resnet-cifar"
              "plain-cifar": "plain-cifar", "resnet": "large", "vgg": "large", "mobilenet": "large"}
 
 
-def resolve(cfg: TrainConfig, family: str | None) -> TrainConfig:
-    """Fill every ``None`` from the family's recipe and check the values."""
+def with_family_defaults(cfg: TrainConfig, family: str | None) -> TrainConfig:
+    """A copy with every ``None`` filled from the family's recipe, the values checked."""
     recipe = FAMILY_DEFAULTS[FAMILY_OF.get(family or "", "small")]
     out = dataclasses.replace(cfg)
     for k, v in recipe.items():
