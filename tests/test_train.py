@@ -151,6 +151,24 @@ def test_schedules():
     assert lr_at(50, 100, c) == pytest.approx(0.5)
 
 
+def test_onecycle_records_the_warmup_it_runs(mini):
+    from convlab.training.config import ONECYCLE_WARMUP, with_family_defaults
+
+    # the CIFAR ResNets' recipe has no warm-up; asked for one-cycle, the schedule rises over 25% of the steps
+    c = with_family_defaults(TrainConfig(model="resnet20", schedule="onecycle"), "resnet-cifar")
+    assert c.warmup == ONECYCLE_WARMUP == 0.25
+    c.lr = 1.0
+    assert lr_at(0, 100, c) == 0 and lr_at(10, 100, c) == pytest.approx(0.4) and lr_at(25, 100, c) == 1.0
+    assert with_family_defaults(TrainConfig(schedule="onecycle", warmup=0.1), "resnet-cifar").warmup == 0.1
+    assert with_family_defaults(TrainConfig(schedule="paper"), "resnet-cifar").warmup == 0.0
+    assert with_family_defaults(TrainConfig(schedule="cosine", warmup=0.0), "small").warmup == 0.0
+    # a run's config.yaml says so, and its learning rate is the schedule of the saved config
+    run = train(config=cfg(mini, out="runs/oc", epochs=1, max_steps=3, schedule="onecycle", warmup=0.0), progress=False)
+    saved = yaml.safe_load((mini / "runs/oc/config.yaml").read_text())
+    assert saved["warmup"] == 0.25 and run.config.warmup == 0.25
+    assert run.metrics[-1]["lr"] == lr_at(2, 3, TrainConfig.from_dict(saved))
+
+
 def test_bad_model_output_and_config(mini):
     with pytest.raises(TrainingError, match="has 10 classes"):
         import torch.nn as nn

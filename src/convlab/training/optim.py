@@ -32,12 +32,12 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig):
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
-    """Learning rate after ``step`` of ``total`` optimizer steps."""
+    """Learning rate after ``step`` of ``total`` optimizer steps, for a resolved config (see
+    :func:`~convlab.training.config.with_family_defaults`): ``cfg.warmup`` is the warm-up that runs."""
     peak = cfg.lr
     t = min(step / max(total, 1), 1.0)
     w = cfg.warmup
     if cfg.schedule == "onecycle":  # linear rise over `warmup`, then linear fall to zero
-        w = w or 0.25
         return peak * (t / w if t < w else max(0.0, (1 - t) / (1 - w)))
     if w and t < w:
         return peak * t / w
