@@ -48,7 +48,7 @@ def worker(model_name: str, variant: str, steps: int, batch_size: int) -> None:
 
     import convlab
     from convlab.data import Augment, Batcher
-    from convlab.training.loop import tune_cpu_allocator
+    from convlab.training.device import tune_cpu_allocator
     from _common import fashion_mnist_or_random
 
     if variant in ("convlab", "convlab-relu-pool"):

@@ -92,6 +92,8 @@ def test_cifar_miniature(tmp_path):
     assert torch.equal(ds.train_x[0, 2].flatten(), torch.from_numpy(data[0, 2048:]))
     assert ds.train_y[:6].tolist() == labels
     assert ds.classes == registry.CIFAR10_CLASSES and len(ds.mean) == 3
+    # what a model trained on it sees: the images' own size, or --resize's square
+    assert ds.input_shape() == ds.input_shape(None) == (3, 32, 32) and ds.input_shape(96) == (3, 96, 96)
 
 
 class _Evil:

@@ -400,7 +400,7 @@ def test_cli_activations(run, capsys):
     assert json.loads((out_dir / "activations-test.json").read_text())["layers"] == res["layers"]
     # the same numbers as the library on the same images
     from convlab.data import Batcher
-    from convlab.training.evaluate import load_run
+    from convlab.training.report import load_run
 
     r = load_run(str(run / "run"))
     x = Batcher(r.ds.test_x, r.ds.test_y, r.ds.mean, r.ds.std, batch_size=20).make_batch(torch.arange(20))

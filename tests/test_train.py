@@ -16,7 +16,7 @@ from minidata import make_idx_dataset
 from convlab.cli import main
 from convlab.errors import ConvlabError
 from convlab.training import TrainConfig, TrainingError, train
-from convlab.training.loop import lr_at
+from convlab.training.optim import lr_at
 
 SPEC = "conv(4,3,p=1) bn relu maxpool(2) conv(8,3,p=1) relu gap flatten dropout(0.2) fc(10)"
 
@@ -112,15 +112,15 @@ def test_nan_loss_stops_with_a_clear_message(mini):
 
 def test_reading_the_loss_every_few_steps_changes_nothing(mini, monkeypatch):
     # how an accelerator runs: the loss is summed on the device and read every READ_EVERY steps
-    from convlab.training import loop
+    from convlab.training import progress
 
     a = train(config=cfg(mini, out="runs/every1"), progress=False)
-    monkeypatch.setattr(loop, "READ_EVERY_CPU", 4)  # 6 steps per epoch: read after steps 4 and 8, and at epoch ends
+    monkeypatch.setattr(progress, "READ_EVERY_CPU", 4)  # 6 steps per epoch: read after steps 4 and 8, and at epoch ends
     b = train(config=cfg(mini, out="runs/every4"), progress=False)
     assert a.metrics == [dict(m, epoch_s=n["epoch_s"], images_per_s=n["images_per_s"], wall_s=n["wall_s"])
                          for m, n in zip(b.metrics, a.metrics)]
     # a NaN that appears between two reads still stops the run before anything is saved
-    monkeypatch.setattr(loop, "READ_EVERY_CPU", 100)
+    monkeypatch.setattr(progress, "READ_EVERY_CPU", 100)
     with pytest.raises(TrainingError, match=r"loss became (nan|inf)"):
         train(config=cfg(mini, out="runs/nan4", lr=1e30, augment="none"), progress=False)
     assert not (mini / "runs/nan4/last.pt").exists()
@@ -149,6 +149,24 @@ def test_schedules():
     assert lr_at(0, 100, c) == 0 and lr_at(25, 100, c) == 1.0 and lr_at(100, 100, c) == 0
     c = TrainConfig(lr=1.0, schedule="cosine", warmup=0.0)
     assert lr_at(50, 100, c) == pytest.approx(0.5)
+
+
+def test_onecycle_records_the_warmup_it_runs(mini):
+    from convlab.training.config import ONECYCLE_WARMUP, with_family_defaults
+
+    # the CIFAR ResNets' recipe has no warm-up; asked for one-cycle, the schedule rises over 25% of the steps
+    c = with_family_defaults(TrainConfig(model="resnet20", schedule="onecycle"), "resnet-cifar")
+    assert c.warmup == ONECYCLE_WARMUP == 0.25
+    c.lr = 1.0
+    assert lr_at(0, 100, c) == 0 and lr_at(10, 100, c) == pytest.approx(0.4) and lr_at(25, 100, c) == 1.0
+    assert with_family_defaults(TrainConfig(schedule="onecycle", warmup=0.1), "resnet-cifar").warmup == 0.1
+    assert with_family_defaults(TrainConfig(schedule="paper"), "resnet-cifar").warmup == 0.0
+    assert with_family_defaults(TrainConfig(schedule="cosine", warmup=0.0), "small").warmup == 0.0
+    # a run's config.yaml says so, and its learning rate is the schedule of the saved config
+    run = train(config=cfg(mini, out="runs/oc", epochs=1, max_steps=3, schedule="onecycle", warmup=0.0), progress=False)
+    saved = yaml.safe_load((mini / "runs/oc/config.yaml").read_text())
+    assert saved["warmup"] == 0.25 and run.config.warmup == 0.25
+    assert run.metrics[-1]["lr"] == lr_at(2, 3, TrainConfig.from_dict(saved))
 
 
 def test_bad_model_output_and_config(mini):
@@ -184,6 +202,12 @@ def test_cli_train_and_eval(mini, capsys):
 
     ds = load("fashion-mnist", str(mini / "fm"), download=False)
     assert f"test image 3: {ds.classes[int(ds.test_y[3])]}, predicted " in out
+    from convlab.training.report import load_run, predict
+
+    p = predict(load_run("runs/cli"), 3)
+    assert p.label == int(ds.test_y[3]) and p.pred == int(p.probs.argmax())
+    assert float(p.probs.sum()) == pytest.approx(1)
+    assert f"predicted {ds.classes[p.pred]} ({100 * p.confidence:.1f}%)" in out and p.input.shape == (1, 28, 28)
     assert (mini / "viz/filters-conv1.png").stat().st_size > 2000 and (mini / "viz/maps-test-3.png").stat().st_size > 2000
     assert main(["viz", "runs/cli", "--index", "40"]) == 2            # 40 test images: 0..39
     assert main(["viz", "runs/cli", "--what", "maps", "--layer", "conv9"]) == 2
@@ -245,6 +269,7 @@ def _ddp_worker(rank, world, port, tmp, config_dict, interrupt_at=None, resume=F
     dist.destroy_process_group()
 
 
+@pytest.mark.ddp
 def test_ddp_two_processes_match_one_and_stop_together(mini):
     import torch.multiprocessing as mp
 
@@ -268,6 +293,7 @@ def test_ddp_two_processes_match_one_and_stop_together(mini):
     assert rows[-1]["train_loss"] == pytest.approx(single.metrics[-1]["train_loss"], rel=1e-5)
 
 
+@pytest.mark.ddp
 def test_ddp_nan_on_one_rank_stops_every_rank_before_anything_is_saved(mini):
     import torch.multiprocessing as mp
 
@@ -312,6 +338,6 @@ def test_compare_and_report(mini, capsys):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_allocator_tuning_takes_effect_on_glibc():
-    from convlab.training.loop import tune_cpu_allocator
+    from convlab.training.device import tune_cpu_allocator
 
     assert tune_cpu_allocator() is True

@@ -305,15 +305,14 @@ def cmd_data(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from dataclasses import fields
+
     from .training import TrainConfig, train
 
     base = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-    fields = ["data", "data_dir", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule",
-              "warmup", "label_smoothing", "augment", "resize", "device", "precision", "channels_last", "seed",
-              "max_steps", "threads", "out", "eval_every"]
-    over = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
-    if args.compile:
-        over["compile"] = True
+    # every TrainConfig field that has a flag of the same name and was given (flags left out are None)
+    over = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+            if f.name != "model" and getattr(args, f.name, None) is not None}
     if args.model:
         over["model"] = args.model
     if args.option:
@@ -337,7 +336,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .training.evaluate import evaluate_run
+    from .training.report import evaluate_run
 
     result = evaluate_run(args.run, data=args.data, data_dir=args.data_dir, split=args.split, device=args.device,
                           out=args.out)
@@ -357,10 +356,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_viz(args) -> int:
-    import torch
-
-    from .data import Batcher
-    from .training.evaluate import load_run
+    from .training.report import load_run, predict
+    from .training.rundir import RunDir
     from .viz import check_layers, conv_layers, plot_feature_maps, plot_filters
 
     if args.channels < 1:
@@ -368,8 +365,8 @@ def cmd_viz(args) -> int:
     if args.image and args.index is not None:
         raise UsageError("give --image FILE or --index N, not both")
     r = load_run(args.run, data=args.data, data_dir=args.data_dir, device=args.device)
-    target = Path(args.out) if args.out else r.run_dir
-    target.mkdir(parents=True, exist_ok=True)
+    target = RunDir(Path(args.out) if args.out else r.run_dir)
+    target.path.mkdir(parents=True, exist_ok=True)
     saved = []
     after_act = args.after == "activation"
     if not after_act:
@@ -377,28 +374,22 @@ def cmd_viz(args) -> int:
     if args.what in ("filters", "both"):
         layer = next((n for n in args.layer or [] if n in conv_layers(r.model)), None)  # else the first conv
         name = layer or next(iter(conv_layers(r.model)), "conv")
-        saved.append(plot_filters(r.model, target / f"filters-{name}.png", layer=layer))
+        saved.append(plot_filters(r.model, target.filters_png(name), layer=layer))
     if args.what in ("maps", "both"):
         from . import inspect as ins
 
         classes = r.ds.classes
         if args.image:
-            c, h, w = r.ds.shape
-            if r.cfg.resize:
-                h = w = r.cfg.resize
+            c, h, w = r.ds.input_shape(r.cfg.resize)
             img = ins.load_image(args.image, c, r.ds.mean, r.ds.std, size=(h, w), invert=args.invert,
                                  reference=r.ds.train_x[:1000])
             print("; ".join(img.steps))
             one, shown, stem, label = img.x, img.shown, Path(args.image).stem, None
+            probs = ins.predict(r.model, one)
         else:
             index = args.index or 0
-            x, y = (r.ds.test_x, r.ds.test_y) if args.split == "test" else (r.ds.train_x, r.ds.train_y)
-            if not 0 <= index < len(x):
-                raise UsageError(f"--index {index} is outside the {args.split} split (0..{len(x) - 1})")
-            one = Batcher(x, y, r.ds.mean, r.ds.std, batch_size=1, resize=r.cfg.resize).make_batch(
-                torch.tensor([index]))[0]
-            shown, stem, label = x[index].float(), f"{args.split}-{index}", int(y[index])
-        probs = ins.predict(r.model, one)
+            p = predict(r, index, args.split)
+            one, shown, stem, label, probs = p.input, p.image, f"{args.split}-{index}", p.label, p.probs
         pred = int(probs.argmax())
         top = probs.topk(min(3, len(probs)))
         if label is None:
@@ -428,7 +419,7 @@ def cmd_viz(args) -> int:
                           f"{100 * float((m == 0).float().mean()):.1f}% zeros")
             stem += "-activation"
         saved.append(plot_feature_maps(
-            r.model, one, target / f"maps-{stem}.png", layers=args.layer, max_channels=args.channels,
+            r.model, one, target.path / f"maps-{stem}.png", layers=args.layer, max_channels=args.channels,
             shown_image=shown, maps=maps,
             title=f"{r.cfg.model}: {what}" + (", after each activation" if after_act else "")))
     print("saved: " + ", ".join(str(p) for p in saved))
@@ -441,7 +432,7 @@ def cmd_inspect(args) -> int:
 
     from . import inspect as ins
     from .data import Batcher
-    from .training.evaluate import load_run
+    from .training.report import load_run
     from .viz import plot_class_map, plot_gradcam, plot_sparsity
 
     def _pct(v: float) -> str:
@@ -460,10 +451,8 @@ def cmd_inspect(args) -> int:
         raise UsageError(f"give --image FILE or {'--index' if what == 'gradcam' else '--canvas'}, not both")
     r = load_run(args.run, data=args.data, data_dir=args.data_dir, device=args.device)
     ds, cfg = r.ds, r.cfg
-    c, h, w = ds.shape
-    if cfg.resize:
-        h = w = cfg.resize
-    x, y = (ds.test_x, ds.test_y) if args.split == "test" else (ds.train_x, ds.train_y)
+    c, h, w = ds.input_shape(cfg.resize)
+    x, y = r.split(args.split)
     target = Path(args.out) if args.out else r.run_dir
     target.mkdir(parents=True, exist_ok=True)
 
@@ -614,7 +603,7 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .report import compare
+    from .training.report import compare
 
     rows = compare(args.runs, plot=args.plot)
     if args.json:
@@ -637,7 +626,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import report
+    from .training.report import report
 
     print(report(args.run, args.out))
     return EXIT_OK
@@ -668,6 +657,7 @@ def _si_text(v: float) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .training.config import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES  # no torch: --help stays fast
 
     p = _Parser(prog="convlab", formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Design, check, inspect and train convolutional neural networks.",
@@ -784,24 +774,24 @@ def build_parser() -> argparse.ArgumentParser:
         "nets: 10 epochs, batch 128, lr 0.05, one-cycle. The resolved values are saved in the run's config.yaml.", 78))
     g.add_argument("--epochs", type=int, help="passes over the training set")
     g.add_argument("--batch-size", type=int, help="global batch size (split across torchrun processes)")
-    g.add_argument("--optimizer", choices=["sgd", "adamw"], help="SGD with Nesterov momentum, or AdamW")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, help="SGD with Nesterov momentum, or AdamW")
     g.add_argument("--lr", type=float, help="peak learning rate")
     g.add_argument("--momentum", type=float, help="SGD momentum (AdamW: beta1)")
     g.add_argument("--weight-decay", type=float, help="on conv/linear weights; biases and norms are not decayed")
-    g.add_argument("--schedule", choices=["onecycle", "cosine", "step", "paper", "constant"],
+    g.add_argument("--schedule", choices=SCHEDULES,
                    help="onecycle: linear up then down to 0; step/paper: lr/10 at 50%% and 75%%")
     g.add_argument("--warmup", type=float, help="fraction of the steps spent warming up")
     g.add_argument("--label-smoothing", type=float, help="e.g. 0.1; 0 turns it off")
     g.add_argument("--max-steps", type=int, help="stop after N optimizer steps")
     g.add_argument("--eval-every", type=int, metavar="N", help="evaluate every N epochs (default 1)")
     g = sp.add_argument_group("hardware")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="auto: CUDA, then MPS, then CPU")
-    g.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+    g.add_argument("--device", choices=DEVICES, help="auto: CUDA, then MPS, then CPU")
+    g.add_argument("--precision", choices=PRECISIONS,
                    help="autocast dtype for the forward pass (bf16 on recent GPUs; fp16 adds loss scaling)")
     g.add_argument("--channels-last", dest="channels_last", action="store_true", default=None,
                    help="NHWC memory layout (the default; faster on CPU and tensor-core GPUs)")
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="keep NCHW")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     g.add_argument("--threads", type=int, help="CPU threads for torch")
     g = sp.add_argument_group("run")
     g.add_argument("--seed", type=int, help="same seed, same machine: the same metrics, bit for bit (default 0)")
@@ -818,7 +808,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", metavar="NAME", help="dataset (default: the one it was trained on)")
     sp.add_argument("--data-dir", metavar="DIR")
     sp.add_argument("--split", choices=["test", "train"], default="test")
-    sp.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    sp.add_argument("--device", choices=DEVICES, default="auto")
     sp.add_argument("--out", metavar="DIR", help="where to write confusion.png/eval.json (default: the run)")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
@@ -841,7 +831,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--channels", type=int, default=16, metavar="K", help="maps drawn per layer (default 16)")
     sp.add_argument("--data", metavar="NAME", help="dataset (default: the one it was trained on)")
     sp.add_argument("--data-dir", metavar="DIR")
-    sp.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    sp.add_argument("--device", choices=DEVICES, default="auto")
     sp.add_argument("--out", metavar="DIR", help="where to write the PNGs (default: the run directory)")
 
     sp = add("inspect", cmd_inspect, "Inside a trained model: activation sparsity by depth, Grad-CAM, and its fc head "

@@ -1,4 +1,4 @@
-"""Plots: training curves, confusion matrices, learned filters and feature maps (matplotlib, headless)."""
+"""Plots: training curves, runs compared, confusion matrices, learned filters and feature maps (matplotlib)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,20 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> Path:
     _style(b, "accuracy (%)", "accuracy")
     if title:
         fig.suptitle(title)
+    return save(fig, path)
+
+
+def plot_compare(curves: list[tuple[str, list[dict]]], path: Path) -> Path:
+    """Several runs on shared axes: train loss (left) and test accuracy (right), one line per run.
+    ``curves`` holds a (label, metric rows per epoch) pair per run."""
+    plt = _plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for label, ms in curves:
+        a.plot([m["epoch"] for m in ms], [m["train_loss"] for m in ms], "o-", label=label)
+        ev = [m for m in ms if m.get("test_acc") is not None]
+        b.plot([m["epoch"] for m in ev], [100 * m["test_acc"] for m in ev], "s-", label=label)
+    for ax, ylabel, title in ((a, "cross-entropy", "train loss"), (b, "accuracy (%)", "test accuracy")):
+        _style(ax, ylabel, title)
     return save(fig, path)
 
 

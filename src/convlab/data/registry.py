@@ -271,6 +271,11 @@ class Dataset:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def input_shape(self, resize: int | None = None) -> tuple[int, int, int]:
+        """The C×H×W a model sees: the images' own size, or resize×resize (``--resize``)."""
+        c, h, w = self.shape
+        return (c, resize, resize) if resize else (c, h, w)
+
     def describe(self) -> dict:
         return {"name": self.name, "root": str(self.root) if self.root else None, "shape": list(self.shape),
                 "train": int(self.train_x.shape[0]), "test": int(self.test_x.shape[0]), "classes": self.classes,

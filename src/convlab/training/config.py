@@ -18,7 +18,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 @dataclass
 class TrainConfig:
-    """Everything a run depends on. ``None`` means "the default for this model family" (see resolve)."""
+    """Everything a run depends on. ``None`` means "the default for this model family" (see
+    :func:`with_family_defaults`)."""
 
     model: str = "lenet-modern"            # zoo name, spec text, spec file or package.module:attr
     data: str = "fashion-mnist"            # dataset name or folder:PATH
@@ -30,7 +31,7 @@ class TrainConfig:
     momentum: Optional[float] = None       # SGD momentum / AdamW beta1
     weight_decay: Optional[float] = None   # L2 on conv/linear weights (not on biases or norm parameters)
     schedule: Optional[str] = None         # onecycle | cosine | step | paper | constant
-    warmup: Optional[float] = None         # fraction of all steps spent warming up linearly (onecycle: rise)
+    warmup: Optional[float] = None         # fraction of the steps warming up linearly (onecycle: rise, 0 → 0.25)
     label_smoothing: Optional[float] = None  # cross-entropy label smoothing, 0..1
     augment: Optional[str] = None          # crop=N,flip,cutout=N | none; None: the dataset's default
     resize: Optional[int] = None           # train and test at resize×resize (e.g. 96 or 224 for d2l's nets)
@@ -92,13 +93,20 @@ FAMILY_OF = {"lenet": "small", "cnn": "small", "sepnet": "small", "resnet-cifar"
              "plain-cifar": "plain-cifar", "resnet": "large", "vgg": "large", "mobilenet": "large"}
 
 
-def resolve(cfg: TrainConfig, family: str | None) -> TrainConfig:
-    """Fill every ``None`` from the family's recipe and check the values."""
+ONECYCLE_WARMUP = 0.25  # one-cycle's rise when no warm-up is given: it has to rise from 0 over some steps
+
+
+def with_family_defaults(cfg: TrainConfig, family: str | None) -> TrainConfig:
+    """A copy with every ``None`` filled from the family's recipe, the values checked. The result is
+    what runs and what config.yaml records: a one-cycle schedule given no warm-up (0 or unset) gets
+    ``ONECYCLE_WARMUP``, the rise the schedule then takes."""
     recipe = FAMILY_DEFAULTS[FAMILY_OF.get(family or "", "small")]
     out = dataclasses.replace(cfg)
     for k, v in recipe.items():
         if getattr(out, k) is None:
             setattr(out, k, v)
+    if out.schedule == "onecycle" and out.warmup == 0:
+        out.warmup = ONECYCLE_WARMUP
     if out.channels_last is None:
         out.channels_last = True
     _check(out)

@@ -1,4 +1,15 @@
-"""The run directory: config.yaml, model.spec, summary, metrics.jsonl/csv, checkpoints, plots."""
+"""The run directory, written and read back in this one place.
+
+    config.yaml                            the resolved TrainConfig
+    model.spec                             the spec text (spec and zoo models)
+    summary.txt, summary.json              the model's summary
+    metrics.jsonl, metrics.csv             one row per epoch, the columns METRIC_KEYS
+    last.pt, best.pt                       checkpoints: after every epoch; of the best epoch
+    curves.png                             loss and accuracy per epoch
+    confusion-SPLIT.png, eval-SPLIT.json   convlab eval
+    filters-LAYER.png, maps-SPLIT-N.png    convlab viz
+    report.html                            convlab report
+"""
 
 from __future__ import annotations
 
@@ -14,8 +25,49 @@ METRIC_KEYS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr"
 
 
 class RunDir:
+    """One run's directory: where each of its files lives, how it is created, appended to and read."""
+
     def __init__(self, path: Path):
         self.path = Path(path)
+
+    # -- the layout
+
+    @property
+    def last(self) -> Path:
+        """The checkpoint written after every epoch (and on Ctrl-C): what ``--resume`` continues from."""
+        return self.path / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        """A copy of last.pt from the epoch with the best test accuracy."""
+        return self.path / "best.pt"
+
+    @property
+    def checkpoint(self) -> Path:
+        """The checkpoint a finished run is judged by: best.pt, else last.pt."""
+        return self.best if self.best.is_file() else self.last
+
+    @property
+    def curves(self) -> Path:
+        return self.path / "curves.png"
+
+    def confusion_png(self, split: str) -> Path:
+        return self.path / f"confusion-{split}.png"
+
+    def eval_json(self, split: str) -> Path:
+        return self.path / f"eval-{split}.json"
+
+    def filters_png(self, layer: str) -> Path:
+        return self.path / f"filters-{layer}.png"
+
+    def maps_png(self, split: str, index: int) -> Path:
+        return self.path / f"maps-{split}-{index}.png"
+
+    def pictures(self, kind: str) -> list[Path]:
+        """The PNGs of one kind (``confusion``, ``filters``, ``maps``), sorted by name."""
+        return sorted(self.path.glob(f"{kind}-*.png"))
+
+    # -- writing
 
     @classmethod
     def create(cls, cfg, resume: bool, main: bool) -> "RunDir":
@@ -23,12 +75,12 @@ class RunDir:
             if not cfg.out:
                 raise UsageError("--resume needs --out RUN_DIR (the run to continue)")
             path = Path(cfg.out)
-            if not (path / "last.pt").is_file():
+            if not cls(path).last.is_file():
                 raise UsageError(f"--resume: {path} holds no last.pt to continue from")
             return cls(path)
         if cfg.out:
             path = Path(cfg.out)
-            if (path / "last.pt").exists() or (path / "metrics.jsonl").exists():
+            if cls(path).last.exists() or (path / "metrics.jsonl").exists():
                 raise UsageError(f"{path} already holds a run; continue it with --resume, or choose another --out "
                                  f"(nothing was overwritten)")
         else:
@@ -52,10 +104,6 @@ class RunDir:
         for name in ("metrics.jsonl", "metrics.csv"):
             (self.path / name).unlink(missing_ok=True)
 
-    def read_metrics(self) -> list[dict]:
-        p = self.path / "metrics.jsonl"
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
-
     def append_metrics(self, row: dict) -> None:
         rows = [r for r in self.read_metrics() if r["epoch"] < row["epoch"]] + [row]
         self._write(rows)
@@ -72,10 +120,56 @@ class RunDir:
 
     def copy_best(self) -> None:
         tmp = self.path / ".best.pt.tmp"
-        shutil.copyfile(self.path / "last.pt", tmp)
-        tmp.replace(self.path / "best.pt")
+        shutil.copyfile(self.last, tmp)
+        tmp.replace(self.best)
 
     def plot(self, rows: list[dict]) -> None:
         from ..viz import plot_curves
 
-        plot_curves(rows, self.path / "curves.png", title=self.path.name)
+        plot_curves(rows, self.curves, title=self.path.name)
+
+    # -- reading back
+
+    def read_metrics(self) -> list[dict]:
+        """The rows of metrics.jsonl, one per epoch (none before the first epoch ends)."""
+        p = self.path / "metrics.jsonl"
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
+
+    def read_config(self) -> dict:
+        """config.yaml as a plain mapping ({} where it is missing)."""
+        import yaml
+
+        p = self.path / "config.yaml"
+        return yaml.safe_load(p.read_text()) if p.is_file() else {}
+
+    def read_totals(self) -> dict:
+        """The totals of summary.json (parameters, MACs, ...; {} where it is missing)."""
+        p = self.path / "summary.json"
+        return json.loads(p.read_text()).get("totals", {}) if p.is_file() else {}
+
+    def read_text(self, name: str) -> str:
+        """One of the run's text files (summary.txt, model.spec), or "" where it is missing."""
+        p = self.path / name
+        return p.read_text() if p.is_file() else ""
+
+    def read(self) -> dict:
+        """The run in one mapping: config, metrics, summary totals and the figures ``convlab compare``
+        shows (final and best test accuracy, time, speed). A UsageError where this is not a run."""
+        p = self.path
+        if not (p / "metrics.jsonl").is_file():
+            raise UsageError(f"{p}: not a run directory (no metrics.jsonl); runs live under runs/ by default")
+        metrics = self.read_metrics()
+        config = self.read_config()
+        totals = self.read_totals()
+        evals = [m for m in metrics if m.get("test_acc") is not None]
+        best = max(evals, key=lambda m: m["test_acc"], default=None)
+        return {
+            "run": str(p), "name": p.name, "model": config.get("model"), "data": config.get("data"),
+            "epochs": len(metrics), "params": totals.get("trainable_params"), "macs": totals.get("macs"),
+            "final_test_acc": evals[-1]["test_acc"] if evals else None,
+            "best_test_acc": best["test_acc"] if best else None, "best_epoch": best["epoch"] if best else None,
+            "final_train_loss": metrics[-1]["train_loss"] if metrics else None,
+            "wall_s": metrics[-1]["wall_s"] if metrics else None,
+            "images_per_s": (sum(m["images_per_s"] or 0 for m in metrics) / len(metrics)) if metrics else None,
+            "metrics": metrics, "config": config,
+        }

@@ -1,0 +1,80 @@
+"""What a run shows while it trains: the running loss and accuracy of an epoch, how often they are
+read, and the progress bar or the plain line per epoch."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+# On a CPU the loss is read after every step (free there: nothing runs ahead); on an accelerator every
+# READ_EVERY steps, so the host keeps queueing work instead of waiting for each step to finish.
+READ_EVERY, READ_EVERY_CPU = 25, 1
+
+
+def read_every(device: torch.device) -> int:
+    """How many steps pass between two reads of the running sums on ``device``."""
+    return READ_EVERY_CPU if device.type == "cpu" else READ_EVERY
+
+
+class _Tally:
+    """An epoch's running training loss and accuracy, summed where the model runs (float64 where the
+    device has it, so a run's metrics do not depend on how often they are read)."""
+
+    def __init__(self, device: torch.device, start: tuple = (0.0, 0, 0)):
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.loss = torch.tensor(float(start[0]), dtype=dtype, device=device)
+        self.correct = torch.tensor(int(start[1]), dtype=torch.int64, device=device)
+        self.seen = int(start[2])
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.loss += loss.detach().to(self.loss.dtype) * len(y)
+        self.correct += (logits.argmax(1) == y).sum()
+        self.seen += len(y)
+
+    def read(self) -> tuple[float, int, int]:
+        """(loss sum, correct, seen) as Python numbers; on an accelerator this waits for the queued steps."""
+        return float(self.loss), int(self.correct), self.seen
+
+
+class _Reporter:
+    """A rich progress bar per epoch on a terminal; one plain line per epoch otherwise."""
+
+    def __init__(self, main: bool, show: bool, epochs: int):
+        self.main, self.show, self.epochs = main, show and main, epochs
+        self.bar = None
+        self.task = None
+        self.last = 0.0
+
+    def start_epoch(self, epoch: int, total: int, done: int) -> None:
+        if not self.show:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.close()
+        self.bar = Progress(TextColumn(f"epoch {epoch + 1}/{self.epochs}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), transient=True)
+        self.bar.start()
+        self.task = self.bar.add_task("train", total=total, completed=done, stats="")
+
+    def step(self, done: int, loss: float, acc: float, seen: int, elapsed: float) -> None:
+        if self.bar is None or time.perf_counter() - self.last < 0.1:
+            return
+        self.last = time.perf_counter()
+        rate = seen / elapsed if elapsed > 0 else 0
+        self.bar.update(self.task, completed=done, stats=f"loss {loss:.4f} acc {100 * acc:.2f}% {rate:,.0f} img/s")
+
+    def end_epoch(self, row: dict) -> None:
+        self.close()
+        if not self.main:
+            return
+        test = (f" test_loss {row['test_loss']:.4f} test_acc {100 * row['test_acc']:.2f}%"
+                if row["test_acc"] is not None else "")
+        print(f"epoch {row['epoch']:>3}/{self.epochs}: train_loss {row['train_loss']:.4f} "
+              f"train_acc {100 * row['train_acc']:.2f}%{test} lr {row['lr']:.4g} "
+              f"{row['images_per_s'] or 0:,.0f} img/s {row['epoch_s']:.1f}s", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
