@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import convlab
 from convlab import build, summary
 from convlab.cli import main
-from convlab.diagnose import check
+from convlab.analyze.checks import check
 from convlab.errors import ShapeError
 
 

@@ -197,7 +197,7 @@ def cmd_summary(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from .diagnose import Finding, warnings_for
+    from .analyze.checks import Finding, warnings_for
     from .errors import ShapeError
 
     try:
@@ -223,7 +223,7 @@ def cmd_check(args) -> int:
 
 def cmd_zoo(args) -> int:
     from . import zoo
-    from .analyze import summary
+    from .analyze import render, summary
 
     names = zoo.list_models(args.pattern)
     if not names:
@@ -250,7 +250,7 @@ def cmd_zoo(args) -> int:
     for r in rows:
         mark = "" if r["published_params"] in (None, r["params"]) else " (!)"
         t.add_row(r["name"], r["family"], "×".join(map(str, r["input"])), f"{r['params']:,}{mark}",
-                  _si_text(r["macs"]), ", ".join(f"{k}={v}" for k, v in r["options"].items()), r["source"])
+                  render.si(r["macs"], digits=2), ", ".join(f"{k}={v}" for k, v in r["options"].items()), r["source"])
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)
@@ -642,13 +642,6 @@ def cmd_tour(args) -> int:
                          f"topics: {', '.join(tour.TOPICS)}")
     print("\n".join(tour.run(args.topic)))
     return EXIT_OK
-
-
-def _si_text(v: float) -> str:
-    for unit, f in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if v >= f:
-            return f"{v / f:.2f} {unit}"
-    return str(v)
 
 
 # ------------------------------------------------------------------------------------------

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from . import arith
-from .analyze import Summary, summary
-from .errors import ShapeError
+from .. import arith
+from ..errors import ShapeError
+from . import Summary, summary
 
 
 # an fc layer reading raw pixels with more weights than this gets a warning: a linear classifier on

@@ -1,0 +1,292 @@
+"""The nn.Module path: a model's forward run on meta tensors, every module's call recorded as a row.
+
+Known leaf modules (conv, norms, activations, pooling, linear, flatten, dropout) are answered by a
+shape rule instead of their own forward, and known functional ops likewise (``convlab.analyze.rules``);
+everything else runs for real on the meta device. The user's model is never moved, modified or
+switched between train and eval: in-place updates of its own tensors (BatchNorm's
+``num_batches_tracked``) are skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+
+from .. import arith
+from ..errors import ConvlabError, ShapeError
+from . import rules
+from .render import shape as _shape_text
+from .summary import GLOBAL, Row, Summary, aggregate, rf_dict
+
+# queries that only read a meta tensor's metadata: answered by torch directly
+_PASSTHROUGH = {"dim", "size", "numel", "__get__", "is_floating_point", "_set_grad_enabled", "is_contiguous",
+                "element_size", "__len__", "ndimension", "nelement", "stride", "is_complex",
+                "_has_compatible_shallow_copy_type"}
+
+_INPLACE_DUNDER = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__setitem__"}
+
+
+def summary_of_module(model, input_shape, batch_size: int) -> Summary:
+    """Trace ``model`` on a meta batch of ``input_shape`` and total its rows (shared tensors once)."""
+    import torch
+
+    from ..plan import check_input_shape
+
+    shape = check_input_shape(input_shape) if len(tuple(input_shape)) == 3 else tuple(int(v) for v in input_shape)
+    tracer = _Tracer(model)
+    x = torch.empty((batch_size, *shape), device="meta")
+    x._cl_rf = ((1, 1, 0.0), (1, 1, 0.0)) if len(shape) == 3 else None
+    out = tracer.run(x)
+    rows = tracer.rows()
+    aggregate(rows)
+    trainable = non_trainable = 0
+    seen: set[int] = set()
+    for pid, n, is_trainable in tracer.all_owned:  # every module's own tensors, shared ones once
+        if pid in seen:
+            continue
+        seen.add(pid)
+        if is_trainable:
+            trainable += n
+        else:
+            non_trainable += n
+    pbytes = 4 * (trainable + non_trainable)
+    act = sum(math.prod(r.output_shape) * 4 for r in rows if r.leaf and r.output_shape
+              and not isinstance(r.output_shape[0], list))
+    return Summary(type(model).__name__, shape, batch_size, rows, trainable, non_trainable, tracer.total_macs, pbytes,
+                   act, _out_shape(out))
+
+
+def _out_shape(out):
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return list(out.shape)
+    if isinstance(out, (tuple, list)):
+        shapes = [list(o.shape) for o in out if isinstance(o, torch.Tensor)]
+        return shapes[0] if len(shapes) == 1 else shapes or None
+    if isinstance(out, dict):
+        return _out_shape(tuple(out.values()))
+    return None
+
+
+def _owned(m) -> list[tuple[int, int, bool]]:
+    """A module's own counted tensors as (id, numel, trainable): its parameters and its floating-point
+    running statistics (non-trainable); integer counters such as num_batches_tracked are not counted."""
+    own = [(id(p), p.numel(), p.requires_grad) for p in m._parameters.values() if p is not None]
+    own += [(id(b), b.numel(), False) for n, b in m._buffers.items()
+            if b is not None and n.startswith("running_") and b.is_floating_point()]
+    return own
+
+
+_ABSENT = object()
+
+
+@contextlib.contextmanager
+def _wrapped_forwards(modules, wrap):
+    """For the ``with`` block, each ``(name, module)``'s forward is ``wrap(name, module)``: set as an
+    instance attribute (faster than torch's hooks), then removed, or restored if the instance had one."""
+    saved = []
+    try:
+        for name, m in modules:
+            forward = wrap(name, m)
+            saved.append((m, m.__dict__.get("forward", _ABSENT)))
+            m.__dict__["forward"] = forward
+        yield
+    finally:
+        for m, old in saved:
+            if old is _ABSENT:
+                del m.__dict__["forward"]
+            else:
+                m.__dict__["forward"] = old
+
+
+class _Record:
+    """One module call while tracing: where it sits, its input shape, its output (and the output's
+    receptive field) once it returns, and the counts it owns (parameters counted at first use, MACs)."""
+
+    __slots__ = ("name", "module", "depth", "in_shape", "out", "rf", "trainable", "non_trainable", "macs")
+
+    def __init__(self, name, module, depth, in_shape, trainable, non_trainable):
+        self.name = name
+        self.module = module
+        self.depth = depth
+        self.in_shape = in_shape
+        self.out = None  # torch.Size (answered by a rule) or whatever the forward returned
+        self.rf = None
+        self.trainable = trainable
+        self.non_trainable = non_trainable
+        self.macs = 0
+
+
+class _Tracer:
+    """Runs a model's forward on meta tensors, answering known modules and ops with shape rules.
+
+    Each module's ``forward`` is wrapped for the run (an instance attribute, removed afterwards) so
+    that rows are recorded without torch's slower hook path; known leaf modules are answered by a
+    shape rule instead of their own forward. Other code runs under a torch function mode
+    (``dispatch``).
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.recs: list[_Record] = []
+        self.stack: list[_Record] = []
+        self.total_macs = 0
+        self.counted: set[int] = set()
+        self.modules: list[tuple[str, object]] = [(n, m) for n, m in model.named_modules() if m is not model]
+        self.all_owned = _owned(model)  # the root's tensors here; every submodule's are added in run()
+
+    def run(self, x):
+        import torch
+        from torch.overrides import TorchFunctionMode
+
+        tracer = self
+
+        class Mode(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                return tracer.dispatch(func, args, kwargs or {})
+
+        def wrap(name, m):
+            own = _owned(m)
+            self.all_owned.extend(own)
+            return functools.partial(self._call, m, name, own, rules.leaf_rule(m), m.forward)
+
+        with _wrapped_forwards(self.modules, wrap), Mode(), torch.no_grad():
+            try:
+                return self.model(x)
+            except ConvlabError:
+                raise
+            except Exception as e:  # torch's own message, located at the innermost module
+                raise self.error(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+
+    def _call(self, module, name, own, rule, forward, *args, **kwargs):
+        # the hot path: _Record objects now, Row objects after the run (see rows())
+        import torch
+
+        with torch._C.DisableTorchFunction():  # bookkeeping reads plain attributes, untraced
+            t = nt = 0
+            counted = self.counted
+            for pid, n, trainable in own:
+                if pid not in counted:
+                    counted.add(pid)
+                    if trainable:
+                        t += n
+                    else:
+                        nt += n
+            first = args[0] if args and isinstance(args[0], torch.Tensor) else next(
+                (a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
+            rec = _Record(name, module, len(self.stack), first.shape if first is not None else None, t, nt)
+            self.recs.append(rec)
+            self.stack.append(rec)
+            if rule is not None and first is not None and len(args) == 1 and not kwargs and first.is_meta:
+                out = rule(self, module, first)
+                if out is not None:
+                    self.stack.pop()
+                    rec.out, rec.rf = out.shape, rules.rf_of(out)
+                    return out
+        out = forward(*args, **kwargs)
+        with torch._C.DisableTorchFunction():
+            self.stack.pop()
+            rec.out = out
+            rec.rf = rules.rf_of(out) if isinstance(out, torch.Tensor) else None
+        return out
+
+    def rows(self) -> list[Row]:
+        import torch
+
+        rows = []
+        for rec in self.recs:
+            out, rf = rec.out, rec.rf
+            if isinstance(out, torch.Size):
+                out_shape = list(out)
+            else:
+                out_shape = _out_shape(out)
+            if not isinstance(out, (torch.Size, torch.Tensor)):
+                rf = None
+            rows.append(Row(rec.name, type(rec.module).__name__, rec.depth,
+                            list(rec.in_shape) if rec.in_shape is not None else None, out_shape,
+                            receptive_field=GLOBAL if rf == GLOBAL else rf_dict(rf),
+                            own=(rec.trainable, rec.non_trainable, rec.macs), info=_module_info(rec.module)))
+        return rows
+
+    def error(self, msg: str) -> ShapeError:
+        """A ShapeError located at the module being called (its name, type and input shape)."""
+        if self.stack:
+            rec = self.stack[-1]
+            shape = _shape_text(list(rec.in_shape)) if rec.in_shape is not None else "-"
+            return ShapeError(f"module {rec.name} ({type(rec.module).__name__}) on input {shape}: {msg}")
+        return ShapeError(f"the model's forward failed: {msg}")
+
+    def add_macs(self, n: int) -> None:
+        self.total_macs += n
+        if self.stack:
+            self.stack[-1].macs += n
+
+    # -- dispatch -----------------------------------------------------------------------
+
+    def dispatch(self, func, args, kwargs):
+        import torch
+
+        name = getattr(func, "__name__", "")
+        if name in _PASSTHROUGH:
+            return func(*args, **kwargs)
+        rule = rules.OP_RULES.get(name)
+        if rule is not None:
+            a0 = args[0] if args else kwargs.get("tensors")
+            if (isinstance(a0, torch.Tensor) and a0.is_meta) or (isinstance(a0, (list, tuple)) and a0):
+                out = rule(self, args, kwargs)
+                if out is not NotImplemented:
+                    return out
+        if name.endswith("_") and not name.startswith("__") or name in _INPLACE_DUNDER:
+            a0 = args[0] if args else None
+            if isinstance(a0, torch.Tensor) and not a0.is_meta:
+                return a0  # never modify the user's tensors (e.g. num_batches_tracked += 1)
+        return self.fallback(func, args, kwargs)
+
+    def fallback(self, func, args, kwargs):
+        import torch
+        from torch.utils._pytree import tree_flatten, tree_map
+
+        if not kwargs and all(not isinstance(a, (torch.Tensor, list, tuple, dict)) or
+                              (isinstance(a, torch.Tensor) and a.is_meta and a.dim() != 4) for a in args):
+            try:
+                return func(*args)  # e.g. x.dim(), x.size(1) on a meta tensor: nothing to convert
+            except (RuntimeError, ValueError, IndexError, TypeError) as e:
+                raise self.error(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+
+        flat = tree_flatten((args, kwargs))[0]
+        tensors = [t for t in flat if isinstance(t, torch.Tensor)]
+        if any(not t.is_meta for t in tensors):
+            args, kwargs = tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) and not t.is_meta else t,
+                                    (args, kwargs))
+        try:
+            out = func(*args, **kwargs)
+        except (RuntimeError, ValueError, IndexError, TypeError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise self.error(msg) from None
+        if isinstance(out, torch.Tensor) and out.is_meta and out.dim() == 4 and rules.rf_of(out) is None:
+            ins = [t for t in tensors if t.dim() == 4 and t.shape[2:] == out.shape[2:] and t is not out]
+            rf = rules.merge_rfs([rules.rf_of(t) for t in ins]) if ins else None
+            if rf is not None:
+                try:
+                    out._cl_rf = rf
+                except (AttributeError, RuntimeError):
+                    pass
+        return out
+
+
+def _module_info(module) -> dict:
+    """A conv's or pool's settings, for the checks (``convlab.analyze.checks``)."""
+    import torch.nn as nn
+
+    if isinstance(module, nn.Conv2d):
+        return {"kernel": module.kernel_size, "stride": module.stride, "padding": module.padding,
+                "dilation": module.dilation, "groups": module.groups, "bias": module.bias is not None,
+                "in_channels": module.in_channels}
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        pair = arith.pair
+        return {"kernel": pair(module.kernel_size), "stride": pair(module.stride or module.kernel_size),
+                "padding": pair(module.padding), "dilation": pair(getattr(module, "dilation", 1)),
+                "ceil_mode": module.ceil_mode}
+    return {}
