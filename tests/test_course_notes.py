@@ -33,7 +33,7 @@ import convlab
 from convlab import arith, scratch, tour
 from convlab.builder import build
 from convlab.cli import build_parser, main
-from convlab.diagnose import check
+from convlab.analyze.checks import check
 from convlab.errors import ShapeError
 from convlab.zoo import create_model
 

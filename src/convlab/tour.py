@@ -69,7 +69,7 @@ def _approx(n: float) -> str:
 @topic("mlp-vs-conv", "Why convolutions: a fully connected layer on an image needs 10¹² weights (d2l 7.1)")
 def _mlp_vs_conv() -> list[str]:
     from .analyze import summary
-    from .diagnose import check
+    from .analyze.checks import check
 
     side = 1000                                     # a 1-megapixel image, to a hidden map of the same size
     shape = (1, side, side)
