@@ -35,7 +35,7 @@ from convlab.builder import build
 from convlab.cli import build_parser, main
 from convlab.analyze.checks import check
 from convlab.errors import ShapeError
-from convlab.zoo import create_model
+from convlab.factory import create_model
 
 OPEN = {
     "draw": "open: pictures of architectures (`convlab draw`, the architecture-pictures issue)",

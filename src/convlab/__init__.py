@@ -22,7 +22,7 @@ _LAZY = {
     "summary": "convlab.analyze",
     "Summary": "convlab.analyze",
     "list_models": "convlab.zoo",
-    "create_model": "convlab.zoo",
+    "create_model": "convlab.factory",
     "scratch": "convlab.scratch",
     "train": "convlab.training",
     "TrainConfig": "convlab.training",

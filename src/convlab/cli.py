@@ -161,23 +161,10 @@ def _shape_arg(text: str) -> tuple[int, int, int]:
 
 def _summarise(args):
     from .analyze import summary
-    from .resolve import resolve_model
+    from .factory import resolve_model
 
-    kind, obj, *rest = resolve_model(args.model)
-    if kind == "module":
-        if args.input is None:
-            raise UsageError(f"--input C,H,W is needed for {args.model}")
-        return summary(obj, args.input, batch_size=args.batch, depth=args.depth)
-    default_shape, label = rest
-    shape = args.input or default_shape
-    if shape is None and not getattr(obj, "input_shape", None):
-        from .spec import parse
-
-        if parse(obj).input_shape is None:
-            raise UsageError("--input C,H,W is needed (or begin the spec with input(C,H,W))")
-    s = summary(obj, shape, batch_size=args.batch, depth=args.depth, num_classes=args.num_classes)
-    s.model = label if label != "spec" else args.model
-    return s
+    ref = resolve_model(args.model)  # resolved once: the summary reads the ModelRef
+    return summary(ref, args.input, batch_size=args.batch, depth=args.depth, num_classes=args.num_classes)
 
 
 def cmd_summary(args) -> int:
@@ -700,7 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print JSON")
 
     sp = add("chain", cmd_chain, "A whole size sequence through several conv/pool steps, each explained.",
-             ["convlab chain --in 28 k3s2p1 x5            # seed 000: 28 → 14 → 7 → 4 → 2 → 1",
+             ["convlab chain --in 28 k3s2p1 x5            # stride 2 halves: 28 → 14 → 7 → 4 → 2 → 1",
               "convlab chain --in 28 conv:k5p2 pool:k2 conv:k5 pool:k2   # LeNet: 28 → 28 → 14 → 10 → 5",
               "convlab chain --in 224,224 k7s2p3 pool:k3s2p1 --verbose",
               "convlab chain --in 7 convT:k3s2p1op1 --json"])

@@ -446,8 +446,8 @@ def plan(spec, input_shape=None, num_classes: int | None = None) -> Plan:
     spec = parse(spec)
     if input_shape is None:
         if spec.input_shape is None:
-            raise ShapeError("the input shape is unknown: pass input_shape=(C, H, W) or begin the spec with "
-                             "input(C,H,W)")
+            raise ShapeError("the input shape is unknown: give it (--input C,H,W on the command line, "
+                             "input_shape=(C, H, W) in Python) or begin the spec with input(C,H,W)")
         input_shape = spec.input_shape
     shape = check_input_shape(input_shape)
     if spec.input_shape is not None and tuple(spec.input_shape) != shape:

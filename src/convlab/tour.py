@@ -591,7 +591,7 @@ def _fc_as_conv() -> list[str]:
 
     from . import summary
     from .inspect import _geometry, fully_convolutional
-    from .zoo import create_model
+    from .factory import create_model
 
     def params(m) -> int:
         return sum(p.numel() for p in m.parameters())

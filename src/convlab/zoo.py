@@ -104,14 +104,6 @@ def spec_for(name_with_overrides: str, **overrides) -> tuple[str, Entry]:
     return entry.spec(**parse_overrides(entry, items)), entry
 
 
-def create_model(name: str, input_shape=None, num_classes: int | None = None, **overrides):
-    """Build a zoo model for an input shape (default: the model's own) and class count."""
-    from .builder import build
-
-    text, entry = spec_for(name, **overrides)
-    return build(text, input_shape or entry.input_shape, num_classes)
-
-
 # ---------------------------------------------------------------------------------------------
 # the models
 

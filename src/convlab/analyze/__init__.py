@@ -15,7 +15,7 @@ Counting rules (stated in every summary): non-trainable = frozen parameters + ru
 counters are not parameters; shared parameters count once; MACs are the multiply-accumulates of
 conv and linear layers, FLOPs = 2·MACs.
 
-The package: ``summary`` (:class:`Row`, :class:`Summary`, the counting rules, the spec path),
+The package: ``rows`` (:class:`Row`, :class:`Summary`, the counting rules, the spec path),
 ``render`` (table, markdown, csv, html; the number formatter), ``trace`` (the nn.Module path),
 ``rules`` (the shape rules, by op and by leaf module) and ``checks`` (``convlab check``).
 """
@@ -27,9 +27,7 @@ import gc
 
 from ..errors import ShapeError
 
-# importing the submodule ``summary`` binds it as this package's attribute; the function defined
-# below takes the name back, so ``convlab.analyze.summary`` is the function
-from .summary import GLOBAL, RULES, Row, Summary, from_plan
+from .rows import GLOBAL, RULES, Row, Summary, from_plan
 from .trace import summary_of_module
 
 __all__ = ["summary", "Summary", "Row", "RULES", "GLOBAL"]
@@ -50,8 +48,8 @@ def _gc_paused():
 
 def summary(model, input_shape=None, *, batch_size: int = 1, depth: int | None = None,
             num_classes: int | None = None) -> Summary:
-    """Summarise a spec (text/file/:class:`Spec`), a zoo name or any ``nn.Module`` for an input
-    shape (C, H, W). No activations are computed and the model is left exactly as it was.
+    """Summarise a spec (text/file/:class:`Spec`), a zoo name, any ``nn.Module`` or a resolved
+    :class:`~convlab.factory.ModelRef` for an input shape (C, H, W). No activations are computed and the model is left exactly as it was.
 
     >>> s = summary("conv(32,3,p=1) bn relu", (3, 8, 8))
     >>> s.trainable_params, s.non_trainable_params
@@ -66,17 +64,14 @@ def summary(model, input_shape=None, *, batch_size: int = 1, depth: int | None =
 
 
 def _summary(model, input_shape, batch_size, depth, num_classes) -> Summary:
-    import torch.nn as nn
-
-    if isinstance(model, nn.Module):
-        if input_shape is None:
-            input_shape = getattr(model, "input_shape", None)
-            if input_shape is None:
-                raise ShapeError("input_shape=(C, H, W) is needed to summarise an nn.Module")
-        return summary_of_module(model, input_shape, batch_size).fold(depth)
+    from ..factory import resolve_model
     from ..plan import plan
-    from ..resolve import resolve_spec
 
-    spec, default_shape, label = resolve_spec(model)
-    p = plan(spec, input_shape if input_shape is not None else default_shape, num_classes)
-    return from_plan(p, batch_size, label).fold(depth)
+    ref = resolve_model(model)
+    shape = input_shape if input_shape is not None else ref.input_shape
+    if ref.kind == "module":
+        if shape is None:
+            raise ShapeError("the input shape is unknown: an nn.Module needs it (--input C,H,W on the command "
+                             "line, input_shape=(C, H, W) in Python)")
+        return summary_of_module(ref.module, shape, batch_size).fold(depth)
+    return from_plan(plan(ref.spec, shape, num_classes), batch_size, ref.label).fold(depth)

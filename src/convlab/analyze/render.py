@@ -1,4 +1,4 @@
-"""A :class:`~convlab.analyze.summary.Summary` as text: a rich table, markdown, csv or standalone HTML,
+"""A :class:`~convlab.analyze.rows.Summary` as text: a rich table, markdown, csv or standalone HTML,
 and the one formatter of numbers (SI, thousands, bytes) and shapes that every command prints with.
 
 The renderers are functions of a summary; ``Summary.to_markdown()`` and friends call them. Nothing

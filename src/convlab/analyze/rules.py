@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from .. import arith
 from ..errors import ShapeError
-from .summary import GLOBAL
+from .rows import GLOBAL
 
 
 def _meta(shape, like, rf=None):

@@ -17,7 +17,7 @@ from .. import arith
 from ..errors import ConvlabError, ShapeError
 from . import rules
 from .render import shape as _shape_text
-from .summary import GLOBAL, Row, Summary, aggregate, rf_dict
+from .rows import GLOBAL, Row, Summary, aggregate, rf_dict
 
 # queries that only read a meta tensor's metadata: answered by torch directly
 _PASSTHROUGH = {"dim", "size", "numel", "__get__", "is_floating_point", "_set_grad_enabled", "is_contiguous",

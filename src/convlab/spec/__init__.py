@@ -28,7 +28,7 @@ Vocabulary (positional order as written; keywords always allowed):
     residual[ body ] / residual(proj)[ body ]       adds the input (or its 1x1 projection) to body
     ==============================================  =================================================
 
-Example, seed 004's CIFAR net::
+Example, the small CIFAR net of the notes on fc layers::
 
     conv(16,3,p=1) relu maxpool(2) conv(32,3,p=1) relu maxpool(2) flatten fc(128) relu fc(10)
 """

@@ -13,7 +13,7 @@ from ..errors import TrainingError
 from .config import TrainConfig
 
 # name -> module that defines it; imported on first access
-_LAZY = {"Run": ".loop", "evaluate": ".loop", "train": ".loop", "make_model": ".model"}
+_LAZY = {"Run": ".loop", "evaluate": ".loop", "train": ".loop"}
 
 __all__ = ["Run", "TrainConfig", "TrainingError", "evaluate", "train"]
 

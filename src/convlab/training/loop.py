@@ -35,12 +35,12 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, with_family_defaults
 from .device import configure, device_kind, pick_device
 from .distributed import Dist, _StopRequest, all_reduce, barrier, setup_distributed
-from .model import make_model
+from ..factory import make_model
 from .optim import lr_at, make_optimizer
 from .progress import _Reporter, _Tally, read_every
 from .rundir import RunDir
 
-__all__ = ["Run", "evaluate", "make_model", "train"]
+__all__ = ["Run", "evaluate", "train"]
 
 
 @dataclass
@@ -152,7 +152,7 @@ def _prepare(model, data, config: TrainConfig | None, resume: bool, overrides: d
         net, spec_text, family = model, getattr(model, "spec", None), None
         cfg.model = cfg.model if cfg.model != TrainConfig.model else type(model).__name__
     else:
-        net, spec_text, family = make_model(cfg, input_shape, num_classes)
+        net, spec_text, family = make_model(cfg.model, cfg.overrides, input_shape, num_classes)
     cfg = with_family_defaults(cfg, family)
     if cfg.batch_size % d.world:
         raise UsageError(f"--batch-size {cfg.batch_size} must divide evenly across {d.world} processes")

@@ -42,7 +42,7 @@ def load_run(run: str, data: str | None = None, data_dir: str | None = None, dev
     from ..data import load
     from .checkpoint import load_checkpoint
     from .device import pick_device
-    from .model import make_model
+    from ..factory import make_model
 
     path = Path(run)
     if path.is_dir():
@@ -55,7 +55,7 @@ def load_run(run: str, data: str | None = None, data_dir: str | None = None, dev
     cfg = TrainConfig.from_dict(state["config"])
     ds = load(data or cfg.data, data_dir or cfg.data_dir)
     dev = pick_device(device)
-    model, _, _ = make_model(cfg, ds.input_shape(cfg.resize), ds.num_classes)
+    model, _, _ = make_model(cfg.model, cfg.overrides, ds.input_shape(cfg.resize), ds.num_classes)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
