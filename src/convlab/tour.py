@@ -590,7 +590,8 @@ def _fc_as_conv() -> list[str]:
     import torch.nn as nn
 
     from . import summary
-    from .inspect import _geometry, fully_convolutional
+    from .inspect import fully_convolutional
+    from .inspect import grid_geometry
     from .factory import create_model
 
     def params(m) -> int:
@@ -615,7 +616,7 @@ def _fc_as_conv() -> list[str]:
     kinds = ", ".join(f"{n} → {m.kernel_size[0]}×{m.kernel_size[1]} conv" for n, m in full.named_children()
                       if n.startswith("fc"))
     gh, gw = grid.shape[2:]
-    (stride, _), _ = _geometry(full, (1, 28, 28))
+    (stride, _), _ = grid_geometry(full, (1, 28, 28))
     one, big = summary(lenet, (1, 28, 28)).macs, summary(full, (1, 56, 56)).macs
     lines += [f"LeNet (lenet-modern, random weights): {kinds}",
               f"  on 28×28 the converted copy gives the original's 10 scores: max |difference| {diff:.1e}",

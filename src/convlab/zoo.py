@@ -24,7 +24,7 @@ class Entry:
     num_classes: int                   # classes of the default head
     params: int | None                 # published parameter count (trainable + BN statistics excluded? see note)
     source: str
-    overrides: dict = field(default_factory=dict)  # name -> (type, default, help)
+    overrides: dict = field(default_factory=dict)  # name -> (type, default, help[, choices])
     note: str = ""
 
     def spec(self, **overrides) -> str:
@@ -62,20 +62,20 @@ def parse_overrides(entry: Entry, items: dict) -> dict:
         if k not in entry.overrides:
             allowed = ", ".join(entry.overrides) or "none"
             raise ZooError(f"{entry.name} has no option {k!r} (options: {allowed})")
-        typ = entry.overrides[k][0]
+        typ, choices = entry.overrides[k][0], entry.overrides[k][3:]
         try:
             if typ is bool:
                 out[k] = v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
             elif typ is str:
-                out[k] = str(v).upper() if k == "shortcut" else str(v)
+                out[k] = str(v)
+                if choices:  # matched without regard to case: shortcut=b is B
+                    out[k] = next((c for c in choices[0] if c.lower() == out[k].lower()), out[k])
             else:
                 out[k] = typ(v)
         except (TypeError, ValueError):
             raise ZooError(f"{entry.name}: option {k} must be {typ.__name__}, got {v!r}") from None
-        if k == "shortcut" and out[k] not in ("A", "B"):
-            raise ZooError(f"{entry.name}: shortcut must be A or B, got {v!r}")
-        if k == "order" and out[k] not in ("pool-relu", "relu-pool"):
-            raise ZooError(f"{entry.name}: order must be pool-relu or relu-pool, got {v!r}")
+        if choices and out[k] not in choices[0]:
+            raise ZooError(f"{entry.name}: {k} must be {' or '.join(choices[0])}, got {v!r}")
         if typ in (int, float) and out[k] <= 0:
             raise ZooError(f"{entry.name}: option {k} must be positive, got {v!r}")
     return out
@@ -124,7 +124,8 @@ register(Entry("lenet", "lenet", _lenet, (1, 28, 28), 10, 61_706,
                "LeCun et al. 1998 as in d2l 7.6 (sigmoid, average pooling)"))
 register(Entry("lenet-modern", "lenet", _lenet_modern, (1, 28, 28), 10, 61_706,
                "d2l 7.6 exercise: ReLU and max-pooling (pooled before the ReLU: the same function, less work)",
-               {"order": (str, "pool-relu", "pool-relu (fast) or relu-pool (d2l's order); same function")}))
+               {"order": (str, "pool-relu", "pool-relu (fast) or relu-pool (d2l's order); same function",
+                          ("pool-relu", "relu-pool"))}))
 
 _VGG_CFG = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -208,7 +209,8 @@ _CIFAR_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_
 for _depth, _params in _CIFAR_PARAMS.items():
     register(Entry(f"resnet{_depth}", "resnet-cifar", _resnet_cifar(_depth, False), (3, 32, 32), 10, _params,
                    "He et al. 2016 §4.2 (CIFAR-10: 16-32-64 channels, 6n+2 layers, option A shortcuts)",
-                   {"shortcut": (str, "A", "A: zero-pad + subsample (paper); B: 1x1 conv + bn projections")}))
+                   {"shortcut": (str, "A", "A: zero-pad + subsample (paper); B: 1x1 conv + bn projections",
+                                 ("A", "B"))}))
     register(Entry(f"plain{_depth}", "plain-cifar", _resnet_cifar(_depth, True), (3, 32, 32), 10, _params,
                    "He et al. 2016 §4.2 / Figure 6: the same net without shortcuts (degradation experiment)"))
 
