@@ -111,3 +111,60 @@ def test_lenet_modern_pool_relu_order_is_the_same_function():
     d2l.load_state_dict(fast.state_dict())
     x = torch.randn(8, 1, 28, 28)
     assert torch.equal(fast(x), d2l(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# what a MODEL names: resolved once (factory.resolve_model)
+
+
+@pytest.mark.parametrize("typo, close", [("resnt20", "resnet20"), ("lenet-modret", "lenet-modern"),
+                                         ("mobilnet", "mobilenet"), ("plain-56", "plain56")])
+def test_a_misspelled_zoo_name_is_matched_against_the_zoo(typo, close, capsys):
+    from convlab.cli import main
+    from convlab.errors import ZooError
+
+    with pytest.raises(ZooError, match=f"no zoo model '{typo}'.*'{close}'"):
+        convlab.summary(typo)
+    assert main(["summary", typo]) == 2
+    err = capsys.readouterr().err
+    assert f"did you mean '{close}'" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_bare_layer_word_is_still_a_spec_and_a_layer_typo_gets_layer_names():
+    from convlab.errors import SpecError
+
+    assert convlab.summary("relu", (1, 2, 2)).output_shape == [1, 1, 2, 2]
+    with pytest.raises(SpecError, match="did you mean 'conv'"):
+        convlab.summary("cnov", (1, 2, 2))
+
+
+def test_module_path_typed_on_the_command_line_is_found_in_the_current_folder(tmp_path, monkeypatch, capsys):
+    from convlab.cli import main
+
+    (tmp_path / "mymodels_cwd_test.py").write_text(
+        "import torch.nn as nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(3, 8, 3)\n"
+        "    def forward(self, x):\n"
+        "        return self.conv(x)\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["summary", "mymodels_cwd_test:Net", "--input", "3,10,10", "--json"]) == 0
+    import json
+
+    assert json.loads(capsys.readouterr().out)["output_shape"] == [1, 8, 8, 8]
+
+
+def test_a_module_path_read_back_from_a_run_is_never_imported(tmp_path, monkeypatch):
+    from convlab.errors import UsageError
+    from convlab.factory import resolve_model
+
+    (tmp_path / "planted_mod.py").write_text("import pathlib\npathlib.Path('RAN').write_text('x')\nNet = None\n")
+    monkeypatch.chdir(tmp_path)
+    for model in ("planted_mod:Net", "tempfile:mkdtemp", "secret.txt", "../x.yaml"):
+        with pytest.raises(UsageError):
+            resolve_model(model, trusted=False)
+    assert not (tmp_path / "RAN").exists()
+    assert resolve_model("resnet20", trusted=False).family == "resnet-cifar"
+    assert resolve_model("conv(8,3) relu", trusted=False).kind == "spec"

@@ -106,8 +106,7 @@ def _suggest_zoo(text: str) -> None:
         return
     hint = did_you_mean(name, zoo.list_models())
     if hint or "-" in name or any(ch.isdigit() for ch in name):
-        raise ZooError(f"no model {name!r}{hint} — it is neither a zoo model nor a spec ('convlab zoo' lists the "
-                       f"models)")
+        raise ZooError(f"no zoo model {name!r}, and it is no spec either{hint} ('convlab zoo' lists the models)")
 
 
 def _is_module(obj) -> bool:
