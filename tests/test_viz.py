@@ -61,3 +61,24 @@ def test_a_model_without_convs_says_so():
     with pytest.raises(UsageError, match="--layer"):
         feature_maps(mlp, torch.randn(1, 8, 8))
     assert feature_maps(mlp, torch.randn(1, 8, 8), layers=["fc1"])["fc1"].shape == (32,)
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 3, 30])
+def test_curve_axes_tick_whole_epochs_only(epochs):
+    """A one-epoch run's curves once showed epoch ticks 0.945 ... 1.050."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from convlab.viz import _style
+
+    fig, ax = plt.subplots()
+    ax.plot(range(1, epochs + 1), [1.0 / e for e in range(1, epochs + 1)], "o-", label="train")
+    _style(ax, "loss", "t")
+    fig.canvas.draw()
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    plt.close(fig)
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks
+    assert lo < 1 and hi > epochs

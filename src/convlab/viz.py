@@ -26,7 +26,11 @@ def save(fig, path, tight: bool = True) -> Path:
 def _style(ax, ylabel: str, title: str) -> None:
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    lo, hi = ax.get_xlim()
+    if hi - lo < 2:  # one or two epochs: whole epochs only, not 0.95 ... 1.05
+        mid = round((lo + hi) / 2)
+        ax.set_xlim(min(lo, mid - 1), max(hi, mid + 1))
     ax.margins(y=0.12)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
