@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.convlab-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data data-if-possible demo test test-all bench clean
+.PHONY: setup data data-if-possible browser-if-possible demo test test-all bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,16 @@ demo: data
 	$(VENV)/bin/convlab summary lenet-modern
 	$(VENV)/bin/convlab train lenet-modern --data fashion-mnist
 
-test: $(STAMP) data-if-possible
+# the playground's browser tests drive Debian's headless Chromium; they skip where it cannot be had
+browser-if-possible:
+	-@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1)) \
+	  && echo "chromium: installed for the browser tests" || echo "chromium: not installed; the browser tests will skip"; \
+	else echo "chromium: not found; the browser tests will skip"; fi
+
+test: $(STAMP) data-if-possible browser-if-possible
 	$(PY) -m pytest -m "not slow"
 
 bench: $(STAMP) data-if-possible

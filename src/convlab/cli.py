@@ -635,6 +635,21 @@ def cmd_tour(args) -> int:
 # parser
 
 
+def cmd_serve(args) -> int:
+    from .serve import serve
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be 0..65535, got {args.port}")
+    try:
+        serve(args.host, args.port, open_browser=args.open, quiet=not args.log)
+    except OSError as e:
+        raise UsageError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e}); "
+                         f"try another --port, or --port 0 for a free one") from None
+    except KeyboardInterrupt:
+        print("convlab serve: stopped", file=sys.stderr)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .training.config import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES  # no torch: --help stays fast
@@ -858,6 +873,18 @@ def build_parser() -> argparse.ArgumentParser:
     from . import tour  # imports nothing heavy: the topics import torch when they run
 
     sp.add_argument("topic", nargs="?", help=", ".join(tour.TOPICS) + " (default: all)")
+
+    sp = add("serve", cmd_serve, "A local playground in the browser: type a spec, see the table, the arithmetic and "
+             "the errors change as you type.",
+             ["convlab serve --open                 # http://127.0.0.1:8765/ in your browser",
+              "convlab serve --port 9000",
+              "open http://127.0.0.1:8765/?spec=resnet20            # a view can be shared by its URL",
+              "open 'http://127.0.0.1:8765/?spec=conv(8,3)%20relu&input=1,28,28'"])
+    sp.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default: 127.0.0.1, this machine only; another prints a warning)")
+    sp.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 picks a free one)")
+    sp.add_argument("--open", action="store_true", help="open the page in the default browser")
+    sp.add_argument("--log", action="store_true", help="print a line per request (default: quiet)")
 
     sp = add("zoo", cmd_zoo, "The registered models, with parameters and MACs at their default input.",
              ["convlab zoo", "convlab zoo 'resnet*'", "convlab zoo --json"])
