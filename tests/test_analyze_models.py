@@ -1,0 +1,149 @@
+"""Summaries of real-world model code against a real forward: d2l's Lazy layers, 1-D/3-D/transposed
+convolutions, attention, tensors moved or created inside forward.
+
+The oracle for every model is PyTorch itself: a forward of an initialised copy with hooks on every
+module (output shapes per leaf), its parameters, and ``FlopCounterMode`` (MACs = FLOPs / 2).
+"""
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.nn.parameter import is_lazy
+from torch.utils.flop_counter import FlopCounterMode
+
+import convlab
+
+
+def real_forward(model, shape):
+    """What torch says: {leaf name: output shape}, trainable params, running statistics, MACs."""
+    shapes, hooks = {}, []
+    for name, m in model.named_modules():
+        if name and not list(m.children()):
+            hooks.append(m.register_forward_hook(
+                lambda mod, i, o, name=name: shapes.__setitem__(name, list(o.shape)) if isinstance(o, torch.Tensor)
+                else None))
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        out = model(torch.randn(*shape))
+    for h in hooks:
+        h.remove()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    stats = sum(b.numel() for n, b in model.named_buffers() if n.rsplit(".", 1)[-1].startswith("running_"))
+    return shapes, trainable, stats, fc.get_total_flops() // 2, out
+
+
+def assert_exact(model, shape, s=None):
+    """convlab's summary of ``model`` equals a real forward of it, leaf by leaf."""
+    s = s or convlab.summary(model, shape[1:], batch_size=shape[0])
+    shapes, trainable, stats, macs, out = real_forward(model, shape)
+    got = {r.name: r.output_shape for r in s.rows if r.leaf and r.name in shapes}
+    assert got == shapes
+    assert (s.trainable_params, s.non_trainable_params, s.macs) == (trainable, stats, macs)
+    if isinstance(out, torch.Tensor):
+        assert s.output_shape == list(out.shape)
+    return s
+
+
+# -- d2l's Lazy layers -----------------------------------------------------------------------
+
+def d2l_lenet():
+    return nn.Sequential(
+        nn.LazyConv2d(6, kernel_size=5, padding=2), nn.Sigmoid(), nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.LazyConv2d(16, kernel_size=5), nn.Sigmoid(), nn.AvgPool2d(kernel_size=2, stride=2), nn.Flatten(),
+        nn.LazyLinear(120), nn.Sigmoid(), nn.LazyLinear(84), nn.Sigmoid(), nn.LazyLinear(10))
+
+
+def d2l_vgg(arch=((1, 16), (1, 32), (2, 64), (2, 128), (2, 128)), num_classes=10):
+    blocks = []
+    for num_convs, out_channels in arch:
+        layers = []
+        for _ in range(num_convs):
+            layers += [nn.LazyConv2d(out_channels, kernel_size=3, padding=1), nn.ReLU()]
+        blocks.append(nn.Sequential(*layers, nn.MaxPool2d(kernel_size=2, stride=2)))
+    return nn.Sequential(*blocks, nn.Flatten(), nn.LazyLinear(4096), nn.ReLU(), nn.Dropout(0.5),
+                         nn.LazyLinear(4096), nn.ReLU(), nn.Dropout(0.5), nn.LazyLinear(num_classes))
+
+
+class D2LResidual(nn.Module):
+    def __init__(self, num_channels, use_1x1conv=False, strides=1):
+        super().__init__()
+        self.conv1 = nn.LazyConv2d(num_channels, kernel_size=3, padding=1, stride=strides)
+        self.conv2 = nn.LazyConv2d(num_channels, kernel_size=3, padding=1)
+        self.conv3 = nn.LazyConv2d(num_channels, kernel_size=1, stride=strides) if use_1x1conv else None
+        self.bn1, self.bn2 = nn.LazyBatchNorm2d(), nn.LazyBatchNorm2d()
+
+    def forward(self, X):
+        Y = F.relu(self.bn1(self.conv1(X)))
+        Y = self.bn2(self.conv2(Y))
+        if self.conv3:
+            X = self.conv3(X)
+        return F.relu(Y + X)
+
+
+def d2l_resnet18(num_classes=10):
+    def block(num_residuals, num_channels, first_block=False):
+        return nn.Sequential(*[D2LResidual(num_channels, use_1x1conv=True, strides=2) if i == 0 and not first_block
+                               else D2LResidual(num_channels) for i in range(num_residuals)])
+    b1 = nn.Sequential(nn.LazyConv2d(64, kernel_size=7, stride=2, padding=3), nn.LazyBatchNorm2d(), nn.ReLU(),
+                       nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+    return nn.Sequential(b1, block(2, 64, first_block=True), block(2, 128), block(2, 256), block(2, 512),
+                         nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.LazyLinear(num_classes))
+
+
+def _state(model):
+    """Everything a summary must leave alone: classes, parameters (lazy or not, same objects), hooks."""
+    return [(n, type(m), dict(m._parameters), dict(m._buffers), list(m._forward_pre_hooks),
+             "forward" in m.__dict__, m.training) for n, m in model.named_modules()]
+
+
+@pytest.mark.parametrize("make, shape, out", [
+    (d2l_lenet, (1, 1, 28, 28), [1, 10]),
+    (d2l_vgg, (1, 1, 224, 224), [1, 10]),
+    (d2l_resnet18, (2, 1, 96, 96), [2, 10]),
+])
+def test_d2l_lazy_models_are_exact_and_stay_lazy(make, shape, out):
+    torch.manual_seed(0)
+    lazy = make()
+    before = _state(lazy)
+    s = convlab.summary(lazy, shape[1:], batch_size=shape[0])
+    assert _state(lazy) == before  # same classes, same (uninitialised) parameter objects, same hooks
+    assert all(is_lazy(p) for p in lazy.parameters())
+    assert all(p.device.type == "cpu" for p in lazy.parameters())
+    assert s.output_shape == out
+    assert [r.type for r in s.rows if r.type.startswith("Lazy")]  # rows name the user's own layers
+    real = make()
+    with torch.no_grad():
+        real(torch.zeros(*shape))  # the initialised copy: d2l's own dry run
+    assert assert_exact(real, shape).rows and [r.output_shape for r in s.rows] == \
+        [r.output_shape for r in convlab.summary(real, shape[1:], batch_size=shape[0]).rows]
+    real_s = convlab.summary(real, shape[1:], batch_size=shape[0])
+    assert (s.trainable_params, s.non_trainable_params, s.macs) == \
+        (real_s.trainable_params, real_s.non_trainable_params, real_s.macs)
+
+
+def test_lazy_module_called_twice_counts_once_and_a_lazy_model_can_be_summarised_twice():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.LazyConv2d(3, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(self.conv(x))
+
+    m = Twice()
+    a, b = convlab.summary(m, (3, 8, 8)), convlab.summary(m, (3, 8, 8))
+    assert a.trainable_params == b.trainable_params == 3 * 3 * 9 + 3
+    assert a.macs == 2 * 3 * 3 * 9 * 64
+    assert is_lazy(m.conv.weight)
+
+
+def test_lazy_model_keeps_working_for_real_afterwards():
+    m = d2l_lenet()
+    convlab.summary(m, (1, 28, 28))
+    with torch.no_grad():
+        assert m(torch.zeros(2, 1, 28, 28)).shape == (2, 10)  # torch's own first forward still infers
+    assert type(m[0]) is nn.Conv2d and m[0].in_channels == 1
