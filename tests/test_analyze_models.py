@@ -17,6 +17,7 @@ from torch.nn.parameter import is_lazy
 from torch.utils.flop_counter import FlopCounterMode
 
 import convlab
+import convlab.errors
 
 
 def real_forward(model, shape):
@@ -147,3 +148,129 @@ def test_lazy_model_keeps_working_for_real_afterwards():
     with torch.no_grad():
         assert m(torch.zeros(2, 1, 28, 28)).shape == (2, 10)  # torch's own first forward still infers
     assert type(m[0]) is nn.Conv2d and m[0].in_channels == 1
+
+
+# -- convolutions that are not 2-D, and transposed ones ---------------------------------------
+
+CONVS = {1: (nn.Conv1d, nn.ConvTranspose1d), 2: (nn.Conv2d, nn.ConvTranspose2d), 3: (nn.Conv3d, nn.ConvTranspose3d)}
+
+
+@st.composite
+def conv_cases(draw):
+    nd = draw(st.sampled_from([1, 3, 2]))
+    transposed = draw(st.booleans())
+    groups = draw(st.sampled_from([1, 2]))
+    c_in, c_out = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
+    k = draw(st.integers(1, 3))
+    s = draw(st.integers(1, 2))
+    d = draw(st.integers(1, 2))
+    p = draw(st.integers(0, 1))
+    size = tuple(draw(st.integers(d * (k - 1) + 1, 7)) for _ in range(nd))
+    settings_ = dict(kernel_size=k, stride=s, padding=p, dilation=d, groups=groups,
+                     bias=draw(st.booleans()))
+    if transposed:
+        settings_["output_padding"] = draw(st.integers(0, max(s, d) - 1))
+    return nd, transposed, c_in, c_out, settings_, size, draw(st.integers(1, 2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(conv_cases())
+def test_conv_1d_3d_transposed_modules_macs_equal_flop_counter(case):
+    nd, transposed, c_in, c_out, kw, size, batch = case
+    torch.manual_seed(0)
+    conv = CONVS[nd][transposed](c_in, c_out, **kw)
+    model = nn.Sequential(conv, nn.ReLU())
+    try:
+        with torch.no_grad():
+            model(torch.zeros(batch, c_in, *size))
+    except RuntimeError:  # torch refuses (output too small): convlab refuses with its own error
+        with pytest.raises(convlab.errors.ShapeError, match="ConvTranspose|Conv"):
+            convlab.summary(model, (c_in, *size), batch_size=batch)
+        return
+    s = assert_exact(model, (batch, c_in, *size))
+    assert s.macs > 0 and s.rows[0].macs == s.macs
+
+
+class FunctionalConvs(nn.Module):
+    """A video stem and a channel-attention (ECA-style) block written with the functional forms."""
+
+    def __init__(self):
+        super().__init__()
+        self.w3 = nn.Parameter(torch.randn(4, 2, 3, 3, 3))
+        self.w1 = nn.Parameter(torch.randn(1, 1, 3))
+        self.wt = nn.Parameter(torch.randn(4, 2, 2, 2))
+
+    def forward(self, x):  # (N, 2, T, H, W)
+        x = F.conv3d(x, self.w3, stride=(1, 2, 2), padding=1)  # (N, 4, T, H/2, W/2)
+        y = x.mean((2, 3, 4)).unsqueeze(1)  # (N, 1, 4)
+        y = torch.sigmoid(F.conv1d(y, self.w1, padding=1)).transpose(1, 2)  # (N, 4, 1)
+        x = x * y[..., None, None]
+        x = x.mean(2)  # (N, 4, H/2, W/2)
+        return F.conv_transpose2d(x, self.wt, stride=2)  # (N, 2, H, W)
+
+
+def test_functional_conv1d_conv3d_conv_transpose2d_are_counted():
+    s = assert_exact(FunctionalConvs(), (2, 2, 4, 8, 8))
+    assert s.output_shape == [2, 2, 8, 8]
+    assert s.macs == 2 * (4 * 2 * 27 * 4 * 4 * 4 + 1 * 3 * 4 + 4 * 2 * 4 * 4 * 4)
+
+
+# -- attention ---------------------------------------------------------------------------------
+
+class Attn(nn.Module):
+    def __init__(self, e, heads, kdim=None, vdim=None, bias_kv=False, zero_attn=False, batch_first=True):
+        super().__init__()
+        self.kdim, self.vdim = kdim or e, vdim or e
+        self.attn = nn.MultiheadAttention(e, heads, kdim=kdim, vdim=vdim, add_bias_kv=bias_kv,
+                                          add_zero_attn=zero_attn, batch_first=batch_first)
+        self.k = nn.Linear(e, self.kdim)
+        self.v = nn.Linear(e, self.vdim)
+
+    def forward(self, x):
+        return self.attn(x, self.k(x), self.v(x))[0]  # need_weights=True: the path FlopCounterMode counts
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 2), st.integers(1, 6), st.booleans(), st.booleans(), st.booleans(),
+       st.booleans())
+def test_multihead_attention_macs_equal_flop_counter(head_dim, heads, length, other_dims, bias_kv, zero_attn,
+                                                     batch_first):
+    e = head_dim * heads
+    kd = (e + 1, e + 2) if other_dims else (None, None)
+    model = Attn(e, heads, *kd, bias_kv=bias_kv, zero_attn=zero_attn, batch_first=batch_first)
+    s = assert_exact(model, (2, length, e))
+    attn = next(r for r in s.rows if r.name == "attn")
+    assert attn.macs > 0 and any("attention" in rule for rule in s.rules)
+
+
+class TinyViT(nn.Module):
+    """A ViT in timm's style: patch embedding conv, class token, position embedding, pre-norm blocks of
+    nn.MultiheadAttention and an MLP, a linear head on the class token."""
+
+    def __init__(self, img=16, patch=4, dim=24, depth=2, heads=3, classes=10):
+        super().__init__()
+        self.patch_embed = nn.Conv2d(3, dim, patch, stride=patch)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, (img // patch) ** 2 + 1, dim))
+        self.blocks = nn.ModuleList(nn.ModuleDict({
+            "norm1": nn.LayerNorm(dim), "attn": nn.MultiheadAttention(dim, heads, batch_first=True),
+            "norm2": nn.LayerNorm(dim),
+            "mlp": nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))}) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)  # (N, C, H, W) -> (N, HW, C)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        for b in self.blocks:
+            h = b["norm1"](x)
+            x = x + b["attn"](h, h, h)[0]
+            x = x + b["mlp"](b["norm2"](x))
+        return self.head(self.norm(x)[:, 0])
+
+
+def test_vit_counts_its_attention():
+    model = TinyViT()
+    s = assert_exact(model, (2, 3, 16, 16))
+    attn = sum(r.macs for r in s.rows if r.type == "MultiheadAttention")
+    assert attn > s.macs / 4  # the share a ViT used to lose

@@ -17,7 +17,7 @@ from .. import arith
 from ..errors import ConvlabError, ShapeError
 from . import rules
 from .render import shape as _shape_text
-from .rows import GLOBAL, Row, Summary, aggregate, rf_dict
+from .rows import GLOBAL, RULES, Row, Summary, aggregate, rf_dict
 
 # queries that only read a meta tensor's metadata: answered by torch directly
 _PASSTHROUGH = {"dim", "size", "numel", "__get__", "is_floating_point", "_set_grad_enabled", "is_contiguous",
@@ -53,8 +53,9 @@ def summary_of_module(model, input_shape, batch_size: int) -> Summary:
     pbytes = 4 * (trainable + non_trainable)
     act = sum(math.prod(r.output_shape) * 4 for r in rows if r.leaf and r.output_shape
               and not isinstance(r.output_shape[0], list))
+    extra = (rules.ATTENTION_RULE,) if tracer.attention else ()
     return Summary(type(model).__name__, shape, batch_size, rows, trainable, non_trainable, tracer.total_macs, pbytes,
-                   act, _out_shape(out))
+                   act, _out_shape(out), rules=RULES + extra)
 
 
 def _out_shape(out):
@@ -201,6 +202,7 @@ class _Tracer:
         self.all_owned = _owned(model)  # the root's tensors here; every submodule's are added in run()
         self.twins: dict[int, object] = {}  # lazy modules' materialised meta twins, by id of the module
         self.twin_owned: dict[int, list] = {}
+        self.attention = False  # an attention op was counted: its rule is stated in the summary
 
     def run(self, x):
         import torch
@@ -337,7 +339,13 @@ class _Tracer:
             a0 = args[0] if args else None
             if isinstance(a0, torch.Tensor) and not a0.is_meta:
                 return a0  # never modify the user's tensors (e.g. num_batches_tracked += 1)
-        return self.fallback(func, args, kwargs)
+        out = self.fallback(func, args, kwargs)
+        count = rules.COUNTED_OPS.get(name)
+        if count is not None:
+            self.add_macs(count(args, kwargs, out))
+            if name == "multi_head_attention_forward":
+                self.attention = True
+        return out
 
     def fallback(self, func, args, kwargs):
         import torch
