@@ -40,7 +40,6 @@ from convlab.factory import create_model
 OPEN = {
     "draw": "open: pictures of architectures (`convlab draw`, the architecture-pictures issue)",
     "degradation": "open: the degradation experiment (`convlab experiment degradation`)",
-    "lazy": "open: summaries of d2l's Lazy-layer models (the analyser issue)",
     "init": "open: `--init xavier` (d2l's init_cnn), phase 2 of the course-notes issue",
     "recipe": "open: `--recipe d2l` (d2l's Trainer: SGD 0.1, batch 128, 10 epochs), phase 2 of the course-notes issue",
     "heavy": "open: heavy runs print an epoch-time estimate after the first steps, phase 2 of the course-notes issue",
@@ -386,13 +385,13 @@ def test_d2l_note__lenet_layer_summary():
     assert convlab.summary("lenet").trainable_params == 61_706
 
 
-@_open("lazy")
 def test_d2l_note__lenet_lazy_model_summary():
     """[example] convlab summary of d2l's own Lazy LeNet gives lenet's table, and leaves the model lazy."""
     net = _d2l_lenet()
     s = convlab.summary(net, (1, 28, 28))
     assert s.trainable_params == 61_706 and [tuple(r.output_shape[1:]) for r in s.rows] == D2L_LENET_SHAPES
-    assert isinstance(net[0], nn.LazyConv2d)
+    assert s.macs == convlab.summary("lenet").macs
+    assert isinstance(net[0], nn.LazyConv2d) and all(nn.parameter.is_lazy(p) for p in net.parameters())
 
 
 @_open("recipe")

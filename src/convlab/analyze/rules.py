@@ -308,6 +308,67 @@ OP_RULES: dict[str, Callable[[Any, tuple, dict], Any]] = {
 }
 
 
+# -- counted after running on meta: (args, kwargs, output) -> MACs ---------------------------
+# torch's meta kernels give these ops' output shapes exactly; convlab only counts their work.
+
+def _conv_nd_macs(args, kwargs, out, transposed=False):
+    """C_out·C_in/groups·k… per output position (per input position when transposed), times the batch:
+    the weight's size times the positions it is applied at, as torch's FlopCounterMode counts it."""
+    import torch
+
+    x, w = args[0], _arg(args, kwargs, 1, "weight")
+    if not isinstance(out, torch.Tensor) or not isinstance(w, torch.Tensor) or w.dim() < 3:
+        return 0
+    n = x.shape[0] if x.dim() == w.dim() else 1  # unbatched (C, L...) input: one sample
+    spatial = (x if transposed else out).shape[-(w.dim() - 2):]
+    return n * math.prod(w.shape) * math.prod(spatial)
+
+
+def _conv_t_macs(args, kwargs, out):
+    return _conv_nd_macs(args, kwargs, out, transposed=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _mha_signature():
+    import inspect
+
+    import torch.nn.functional as F
+
+    return inspect.signature(F.multi_head_attention_forward)
+
+
+def _mha_macs(args, kwargs, out):
+    """F.multi_head_attention_forward (nn.MultiheadAttention): the q, k, v and output projections
+    (linear layers) plus the two attention matmuls, q·kᵀ and weights·v (L·S·E each per sample)."""
+    b = _mha_signature().bind(*args, **kwargs)
+    b.apply_defaults()
+    a = b.arguments
+    q, k = a["query"], a["key"]
+    n = q.shape[1] if q.dim() == 3 else 1
+    tgt, src, e = q.shape[0], k.shape[0], q.shape[-1]
+    if a["use_separate_proj_weight"]:
+        macs = sum(rows * math.prod(w.shape) for rows, w in ((tgt, a["q_proj_weight"]), (src, a["k_proj_weight"]),
+                                                               (src, a["v_proj_weight"])))
+    else:
+        macs = (tgt + 2 * src) * e * e
+    macs *= n
+    attended = a["static_k"].shape[1] if a["static_k"] is not None else src + (a["bias_k"] is not None)
+    attended += bool(a["add_zero_attn"])
+    macs += 2 * n * tgt * attended * e
+    macs += n * tgt * math.prod(a["out_proj_weight"].shape)
+    return macs
+
+
+COUNTED_OPS: dict[str, Callable[[tuple, dict, Any], int]] = {
+    "conv1d": _conv_nd_macs, "conv2d": _conv_nd_macs, "conv3d": _conv_nd_macs,
+    "conv_transpose1d": _conv_t_macs, "conv_transpose2d": _conv_t_macs, "conv_transpose3d": _conv_t_macs,
+    "multi_head_attention_forward": _mha_macs,
+}
+
+ATTENTION_RULE = ("attention (nn.MultiheadAttention): MACs = its q, k, v and output projections (linear) "
+                  "+ the matmuls q·kᵀ and weights·v (L·S·E each per sample)")
+
+
 # -- by leaf module type: (tracer, module, input) -> meta tensor or None -----------------------
 
 def _leaf_conv(tr, m, x):

@@ -17,7 +17,7 @@ from .. import arith
 from ..errors import ConvlabError, ShapeError
 from . import rules
 from .render import shape as _shape_text
-from .rows import GLOBAL, Row, Summary, aggregate, rf_dict
+from .rows import GLOBAL, RULES, Row, Summary, aggregate, rf_dict
 
 # queries that only read a meta tensor's metadata: answered by torch directly
 _PASSTHROUGH = {"dim", "size", "numel", "__get__", "is_floating_point", "_set_grad_enabled", "is_contiguous",
@@ -53,8 +53,9 @@ def summary_of_module(model, input_shape, batch_size: int) -> Summary:
     pbytes = 4 * (trainable + non_trainable)
     act = sum(math.prod(r.output_shape) * 4 for r in rows if r.leaf and r.output_shape
               and not isinstance(r.output_shape[0], list))
+    extra = (rules.ATTENTION_RULE,) if tracer.attention else ()
     return Summary(type(model).__name__, shape, batch_size, rows, trainable, non_trainable, tracer.total_macs, pbytes,
-                   act, _out_shape(out))
+                   act, _out_shape(out), rules=RULES + extra)
 
 
 def _out_shape(out):
@@ -73,9 +74,11 @@ def _out_shape(out):
 def _owned(m) -> list[tuple[int, int, bool]]:
     """A module's own counted tensors as (id, numel, trainable): its parameters and its floating-point
     running statistics (non-trainable); integer counters such as num_batches_tracked are not counted."""
-    own = [(id(p), p.numel(), p.requires_grad) for p in m._parameters.values() if p is not None]
+    from torch.nn.parameter import is_lazy
+
+    own = [(id(p), p.numel(), p.requires_grad) for p in m._parameters.values() if p is not None and not is_lazy(p)]
     own += [(id(b), b.numel(), False) for n, b in m._buffers.items()
-            if b is not None and n.startswith("running_") and b.is_floating_point()]
+            if b is not None and not is_lazy(b) and n.startswith("running_") and b.is_floating_point()]
     return own
 
 
@@ -105,7 +108,7 @@ class _Record:
     """One module call while tracing: where it sits, its input shape, its output (and the output's
     receptive field) once it returns, and the counts it owns (parameters counted at first use, MACs)."""
 
-    __slots__ = ("name", "module", "depth", "in_shape", "out", "rf", "trainable", "non_trainable", "macs")
+    __slots__ = ("name", "module", "depth", "in_shape", "out", "rf", "trainable", "non_trainable", "macs", "twin")
 
     def __init__(self, name, module, depth, in_shape, trainable, non_trainable):
         self.name = name
@@ -117,6 +120,67 @@ class _Record:
         self.trainable = trainable
         self.non_trainable = non_trainable
         self.macs = 0
+        self.twin = None  # a lazy module's materialised meta copy (its settings, for the checks)
+
+
+def _is_lazy(m) -> bool:
+    from torch.nn.modules.lazy import LazyModuleMixin
+
+    return isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()
+
+
+def _lazy_twin(m, args, kwargs):
+    """A lazy module's twin on the meta device, materialised from this call's input as the module's own
+    first forward would (``initialize_parameters``, then its ``cls_to_become``); the user's module keeps
+    its uninitialised parameters, its hooks and its class. Every tensor of the twin is a new meta tensor,
+    so ``reset_parameters`` touches nothing of the user's."""
+    import torch
+    from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
+
+    def param(p):
+        if p is None:
+            return None
+        if is_lazy(p):
+            return UninitializedParameter(requires_grad=p.requires_grad, device="meta", dtype=p.dtype)
+        return torch.nn.Parameter(p.detach().to("meta"), requires_grad=p.requires_grad)
+
+    def buffer(b):
+        if b is None:
+            return None
+        if is_lazy(b):
+            return UninitializedBuffer(requires_grad=False, device="meta", dtype=b.dtype)
+        return b.detach().to("meta")
+
+    twin = type(m).__new__(type(m))
+    twin.__dict__.update(m.__dict__)
+    twin.__dict__.pop("forward", None)  # the tracer's wrapper lives on the user's instance only
+    twin.__dict__.update(_parameters={k: param(p) for k, p in m._parameters.items()},
+                         _buffers={k: buffer(b) for k, b in m._buffers.items()},
+                         _modules=dict(m._modules), _forward_pre_hooks={}, _forward_hooks={})
+    with torch._C.DisableTorchFunction(), torch.no_grad():
+        twin.initialize_parameters(*args, **kwargs)
+    if twin.cls_to_become is not None:
+        twin.__class__ = twin.cls_to_become
+    return twin
+
+
+@contextlib.contextmanager
+def _lazy_hooks_off(modules):
+    """For the ``with`` block, lazy modules run without their parameter-inferring pre-hook (which would
+    materialise the user's parameters); the hook dicts are put back as they were."""
+    saved = []
+    try:
+        for m in modules:
+            hook = m.__dict__.get("_initialize_hook")
+            if hook is None or hook.id not in m._forward_pre_hooks:
+                continue
+            old = m._forward_pre_hooks
+            saved.append((m, old))
+            m._forward_pre_hooks = type(old)((k, v) for k, v in old.items() if k != hook.id)
+        yield
+    finally:
+        for m, old in saved:
+            m._forward_pre_hooks = old
 
 
 class _Tracer:
@@ -136,6 +200,9 @@ class _Tracer:
         self.counted: set[int] = set()
         self.modules: list[tuple[str, object]] = [(n, m) for n, m in model.named_modules() if m is not model]
         self.all_owned = _owned(model)  # the root's tensors here; every submodule's are added in run()
+        self.twins: dict[int, object] = {}  # lazy modules' materialised meta twins, by id of the module
+        self.twin_owned: dict[int, list] = {}
+        self.attention = False  # an attention op was counted: its rule is stated in the summary
 
     def run(self, x):
         import torch
@@ -148,11 +215,14 @@ class _Tracer:
                 return tracer.dispatch(func, args, kwargs or {})
 
         def wrap(name, m):
+            if _is_lazy(m):
+                return functools.partial(self._call_lazy, m, name)
             own = _owned(m)
             self.all_owned.extend(own)
             return functools.partial(self._call, m, name, own, rules.leaf_rule(m), m.forward)
 
-        with _wrapped_forwards(self.modules, wrap), Mode(), torch.no_grad():
+        lazy = [m for _, m in [("", self.model), *self.modules] if _is_lazy(m)]
+        with _lazy_hooks_off(lazy), _wrapped_forwards(self.modules, wrap), Mode(), torch.no_grad():
             try:
                 return self.model(x)
             except ConvlabError:
@@ -192,6 +262,32 @@ class _Tracer:
             rec.rf = rules.rf_of(out) if isinstance(out, torch.Tensor) else None
         return out
 
+    def _call_lazy(self, module, name, *args, **kwargs):
+        """A lazy module: counted and answered as its twin materialised from this input (one twin per
+        module, so a module called twice counts its parameters once)."""
+        import torch
+
+        twin = self.twins.get(id(module))
+        if twin is None:
+            try:
+                twin = _lazy_twin(module, args, kwargs)
+            except (RuntimeError, ValueError, IndexError, TypeError, AttributeError) as e:
+                first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+                where = f" on input {_shape_text(list(first.shape))}" if first is not None else ""
+                raise self.error(f"module {name} ({type(module).__name__}){where} could not infer its parameters: "
+                                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            own = _owned(twin)
+            self.all_owned.extend(own)
+            self.twins[id(module)] = twin
+            self.twin_owned[id(module)] = own
+        at = len(self.recs)
+        try:
+            return self._call(twin, name, self.twin_owned[id(module)], rules.leaf_rule(twin), twin.forward,
+                              *args, **kwargs)
+        finally:
+            if at < len(self.recs):  # the row shows the user's module; the checks read the twin's settings
+                self.recs[at].module, self.recs[at].twin = module, twin
+
     def rows(self) -> list[Row]:
         import torch
 
@@ -207,7 +303,8 @@ class _Tracer:
             rows.append(Row(rec.name, type(rec.module).__name__, rec.depth,
                             list(rec.in_shape) if rec.in_shape is not None else None, out_shape,
                             receptive_field=GLOBAL if rf == GLOBAL else rf_dict(rf),
-                            own=(rec.trainable, rec.non_trainable, rec.macs), info=_module_info(rec.module)))
+                            own=(rec.trainable, rec.non_trainable, rec.macs),
+                            info=_module_info(rec.twin if rec.twin is not None else rec.module)))
         return rows
 
     def error(self, msg: str) -> ShapeError:
@@ -242,7 +339,13 @@ class _Tracer:
             a0 = args[0] if args else None
             if isinstance(a0, torch.Tensor) and not a0.is_meta:
                 return a0  # never modify the user's tensors (e.g. num_batches_tracked += 1)
-        return self.fallback(func, args, kwargs)
+        out = self.fallback(func, args, kwargs)
+        count = rules.COUNTED_OPS.get(name)
+        if count is not None:
+            self.add_macs(count(args, kwargs, out))
+            if name == "multi_head_attention_forward":
+                self.attention = True
+        return out
 
     def fallback(self, func, args, kwargs):
         import torch
