@@ -41,8 +41,6 @@ OPEN = {
     "draw": "open: pictures of architectures (`convlab draw`, the architecture-pictures issue)",
     "degradation": "open: the degradation experiment (`convlab experiment degradation`)",
     "lazy": "open: summaries of d2l's Lazy-layer models (the analyser issue)",
-    "init": "open: `--init xavier` (d2l's init_cnn), phase 2 of the course-notes issue",
-    "recipe": "open: `--recipe d2l` (d2l's Trainer: SGD 0.1, batch 128, 10 epochs), phase 2 of the course-notes issue",
     "heavy": "open: heavy runs print an epoch-time estimate after the first steps, phase 2 of the course-notes issue",
     "binary": "open: the Keras binary head (1 sigmoid unit) trained with binary cross-entropy, phase 2",
 }
@@ -352,10 +350,26 @@ def test_d2l_note__two_channel_pooling():
     assert "[[[5, 7], [13, 15]], [[6, 8], [14, 16]]]" in _tour("pooling")
 
 
-@_open("init")
+def _init_cnn(module):
+    """d2l 7.6's init_cnn, as the notes write it (the oracle)."""
+    if type(module) == nn.Linear or type(module) == nn.Conv2d:
+        nn.init.xavier_uniform_(module.weight)
+
+
 def test_d2l_note__init_cnn_xavier():
     """[example] d2l's init_cnn: Xavier-uniform on conv and linear weights (`--init xavier`)."""
+    from convlab.training.init import init_weights
+
     _parses(["train", "lenet", "--init", "xavier"])
+    torch.manual_seed(0)
+    ours, theirs = create_model("lenet"), create_model("lenet")
+    theirs.load_state_dict(ours.state_dict())
+    torch.manual_seed(1)
+    init_weights(ours, "xavier")
+    torch.manual_seed(1)
+    theirs.apply(_init_cnn)
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()))
+    assert not torch.equal(ours.conv1.weight, create_model("lenet").conv1.weight)
 
 
 def _d2l_lenet(act=nn.Sigmoid, pool=nn.AvgPool2d):
@@ -395,10 +409,23 @@ def test_d2l_note__lenet_lazy_model_summary():
     assert isinstance(net[0], nn.LazyConv2d)
 
 
-@_open("recipe")
+def _d2l_resolved(model: str, **kw):
+    from convlab.factory import resolve_model
+    from convlab.training import TrainConfig
+    from convlab.training.config import with_family_defaults
+
+    return with_family_defaults(TrainConfig(model=model, recipe="d2l", **kw), resolve_model(model).family)
+
+
+D2L_TRAINER = dict(epochs=10, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.0, weight_decay=0.0,
+                   schedule="constant", label_smoothing=0.0, augment="none", init="xavier")
+
+
 def test_d2l_note__lenet_training_d2l_recipe():
     """[example] d2l 7.6.2: Trainer(max_epochs=10), batch 128, lr 0.1, Xavier init (`--recipe d2l`)."""
     _parses(["train", "lenet", "--recipe", "d2l"])
+    c = _d2l_resolved("lenet")
+    assert {k: getattr(c, k) for k in D2L_TRAINER} == D2L_TRAINER
 
 
 def test_d2l_note__fc_layers_have_too_many_parameters():
@@ -574,10 +601,11 @@ def test_d2l_note__modern_lenet_relu_maxpool_summary():
     assert sorted(_shapes("lenet-modern:order=relu-pool", (1, 28, 28)).values()) == sorted(D2L_LENET_SHAPES)
 
 
-@_open("recipe")
 def test_d2l_note__modern_lenet_training_d2l_recipe():
     """[example] The modern LeNet trained by the same d2l Trainer (`convlab train lenet-modern --recipe d2l`)."""
     _parses(["train", "lenet-modern", "--recipe", "d2l"])
+    c = _d2l_resolved("lenet-modern")
+    assert {k: getattr(c, k) for k in D2L_TRAINER} == D2L_TRAINER
 
 
 def _d2l_vgg_block(num_convs, out_channels):

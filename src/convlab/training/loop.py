@@ -36,6 +36,7 @@ from .config import TrainConfig, with_family_defaults
 from .device import configure, device_kind, pick_device
 from .distributed import Dist, _StopRequest, all_reduce, barrier, setup_distributed
 from ..factory import make_model
+from .init import init_weights
 from .optim import lr_at, make_optimizer
 from .progress import _Reporter, _Tally, read_every
 from .rundir import RunDir
@@ -154,6 +155,7 @@ def _prepare(model, data, config: TrainConfig | None, resume: bool, overrides: d
     else:
         net, spec_text, family = make_model(cfg.model, cfg.overrides, input_shape, num_classes)
     cfg = with_family_defaults(cfg, family)
+    init_weights(net, cfg.init)  # after the seed, so the same seed draws the same weights
     if cfg.batch_size % d.world:
         raise UsageError(f"--batch-size {cfg.batch_size} must divide evenly across {d.world} processes")
 
