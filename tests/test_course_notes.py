@@ -41,8 +41,6 @@ OPEN = {
     "draw": "open: pictures of architectures (`convlab draw`, the architecture-pictures issue)",
     "degradation": "open: the degradation experiment (`convlab experiment degradation`)",
     "lazy": "open: summaries of d2l's Lazy-layer models (the analyser issue)",
-    "heavy": "open: heavy runs print an epoch-time estimate after the first steps, phase 2 of the course-notes issue",
-    "binary": "open: the Keras binary head (1 sigmoid unit) trained with binary cross-entropy, phase 2",
 }
 
 
@@ -644,9 +642,31 @@ def test_d2l_note__vgg_training_arch():
     assert sum(r.type == "Conv2d" for r in s.rows) == 8
 
 
-@pytest.mark.skip(reason=OPEN["heavy"] + "; and d2l's lr 0.01 via `--recipe d2l`")
-def test_d2l_note__vgg_training_resize_224():
-    """[example] trainer.fit(VGG, FashionMNIST(resize=(224, 224))): a heavy run on a CPU."""
+def _heavy_run(model: str, resize: int, tmp_path, monkeypatch, capsys):
+    """d2l's run of ``model`` at ``resize``² by --recipe d2l, stopped after the steps the estimate times: the whole
+    training set (so the estimate is the real epoch's), a few test images (so the last evaluation is quick)."""
+    from convlab.data import load
+    from convlab.data.registry import Dataset
+    from convlab.training import TrainConfig, train
+
+    monkeypatch.chdir(tmp_path)
+    try:
+        fm = load("fashion-mnist", download=False, progress=False)
+    except Exception:
+        pytest.skip("Fashion-MNIST is not installed")
+    ds = Dataset(fm.name, fm.train_x, fm.train_y, fm.test_x[:32], fm.test_y[:32], fm.classes, fm.mean, fm.std)
+    run = train(model, ds, TrainConfig(recipe="d2l", resize=resize, max_steps=4, device="cpu", threads=1,
+                                       out="runs/heavy"), progress=False)
+    return run, capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_d2l_note__vgg_training_resize_224(tmp_path, monkeypatch, capsys):
+    """[example] trainer.fit(VGG, FashionMNIST(resize=(224, 224))): a heavy run on a CPU — convlab says so after
+    its first steps, with the time an epoch and the run will take; d2l's lr 0.01 comes with --recipe d2l."""
+    run, err = _heavy_run("vgg-d2l", 224, tmp_path, monkeypatch, capsys)
+    assert (run.config.lr, run.config.batch_size, run.config.epochs, run.config.resize) == (0.01, 128, 10, 224)
+    assert "estimate: this run is long here — about " in err and "469 steps an epoch" in err
 
 
 class _D2LResidual(nn.Module):
@@ -701,9 +721,13 @@ def test_d2l_note__resnet18_layer_summary_96():
         assert m(torch.zeros(1, 1, 96, 96)).shape == (1, 10)
 
 
-@pytest.mark.skip(reason=OPEN["heavy"] + "; and d2l's lr 0.01 via `--recipe d2l`")
-def test_d2l_note__resnet18_training_96():
-    """[example] trainer.fit(ResNet18(lr=0.01), FashionMNIST(resize=(96, 96))): a heavy run on a CPU."""
+@pytest.mark.slow
+def test_d2l_note__resnet18_training_96(tmp_path, monkeypatch, capsys):
+    """[example] trainer.fit(ResNet18(lr=0.01), FashionMNIST(resize=(96, 96))): a heavy run on a CPU, announced
+    with its estimate; lr 0.01 with --recipe d2l."""
+    run, err = _heavy_run("resnet18", 96, tmp_path, monkeypatch, capsys)
+    assert (run.config.lr, run.config.resize, run.config.init) == (0.01, 96, "xavier")
+    assert "estimate: this run is long here — about " in err and "469 steps an epoch" in err
 
 
 def test_d2l_note__vgg_multiple_3x3_convs_between_pooling():
@@ -1058,10 +1082,29 @@ def test_keras_note__binary_head_gap_dropout_dense_1_sigmoid():
     assert p.shape == (3, 1) and bool(((p > 0) & (p < 1)).all())
 
 
-@pytest.mark.skip(reason=OPEN["binary"] + " (today a 2-class run widens the head to fc(2) and keeps the sigmoid "
-                         "under softmax cross-entropy: every probability is capped at 73.1%)")
-def test_keras_note__binary_head_trains_with_bce():
+def test_keras_note__binary_head_trains_with_bce(tmp_path, monkeypatch):
     """[example] The binary head trains with binary cross-entropy and reports the sigmoid's probability."""
+    from convlab.data.registry import Dataset
+    from convlab.training import TrainConfig, train
+    from convlab.training.report import probabilities
+
+    monkeypatch.chdir(tmp_path)
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (120,), generator=g)
+    x = (torch.randint(0, 100, (120, 3, 16, 16), generator=g) + 120 * y[:, None, None, None]).to(torch.uint8)
+    ds = Dataset("two", x[:80], y[:80], x[80:], y[80:], ["cat", "dog"], (0.45,) * 3, (0.3,) * 3)
+    run = train("sepnet:width=4", ds, TrainConfig(epochs=5, batch_size=16, lr=0.05, augment="none",
+                                                  label_smoothing=0.0, device="cpu", threads=1, out="runs/s"),
+                progress=False)
+    spec = (tmp_path / "runs/s/model.spec").read_text().strip()
+    assert spec.endswith("dropout fc(1) sigmoid")          # the saved spec is the model that trained
+    assert isinstance(run.model[-1], nn.Sigmoid) and run.model.fc.out_features == 1
+    p = probabilities(run.model, ((x[80:].float() / 255 - 0.45) / 0.3))
+    with torch.no_grad():
+        sig = run.model.eval()(((x[80:].float() / 255 - 0.45) / 0.3))[:, 0]
+    assert torch.allclose(p[:, 1], sig, atol=1e-6)
+    # softmax over a sigmoid capped every probability at e/(1+e) = 73.1% and the loss at 0.313 or more
+    assert float(p.max()) > 0.9 and run.metrics[-1]["train_loss"] < 0.313 and run.test_acc > 0.9
 
 
 def _inspect_module():
