@@ -198,3 +198,19 @@ def test_eval_viz_inspect_report_show_the_sigmoid_probability(folder_run, capsys
     assert main(["report", str(folder_run)]) == 0
     page = (folder_run / "report.html").read_text()
     assert "binary head" in page and "binary cross-entropy" in page
+
+
+def test_training_a_resized_sigmoid_head_says_the_sigmoid_is_dropped(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    ds = two_class(n_train=32, n_test=8)
+    ds.train_y[:4], ds.classes = 2, ["dark", "bright", "grey"]
+    x = ds.train_x.expand(-1, 3, -1, -1).contiguous()
+    three = Dataset("three", x, ds.train_y, ds.test_x.expand(-1, 3, -1, -1).contiguous(), ds.test_y, ds.classes,
+                    ds.mean * 3, ds.std * 3)
+    run = train("sepnet:width=4", three, TrainConfig(epochs=1, batch_size=16, device="cpu", threads=1,
+                                                     out="runs/k"), progress=False)
+    err = capsys.readouterr().err
+    assert "note: the head fc(1) sigmoid is resized to fc(3) for 3 classes, and its sigmoid is dropped" in err
+    assert "binary head" not in err
+    assert (tmp_path / "runs/k/model.spec").read_text().strip().endswith("dropout fc(3)")
+    assert not isinstance(run.model[-1], nn.Sigmoid)

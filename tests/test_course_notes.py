@@ -643,20 +643,31 @@ def test_d2l_note__vgg_training_arch():
 
 
 def _heavy_run(model: str, resize: int, tmp_path, monkeypatch, capsys):
-    """d2l's run of ``model`` at ``resize``² by --recipe d2l, stopped after the steps the estimate times: the whole
-    training set (so the estimate is the real epoch's), a few test images (so the last evaluation is quick)."""
+    """d2l's run of ``model`` at ``resize``² by --recipe d2l on Fashion-MNIST, interrupted (as Ctrl-C would)
+    once the estimate has been said: the first steps of the real run, not the hours after them."""
     from convlab.data import load
-    from convlab.data.registry import Dataset
-    from convlab.training import TrainConfig, train
+    from convlab.training import TrainConfig, progress, train
 
     monkeypatch.chdir(tmp_path)
     try:
         fm = load("fashion-mnist", download=False, progress=False)
     except Exception:
         pytest.skip("Fashion-MNIST is not installed")
-    ds = Dataset(fm.name, fm.train_x, fm.train_y, fm.test_x[:32], fm.test_y[:32], fm.classes, fm.mean, fm.std)
-    run = train(model, ds, TrainConfig(recipe="d2l", resize=resize, max_steps=4, device="cpu", threads=1,
-                                       out="runs/heavy"), progress=False)
+    said = []
+    original = progress._Estimate.after_step
+
+    def after_step(self, steps_left):
+        line = original(self, steps_left)
+        if line:
+            said.append(line)
+        if self.done:
+            raise KeyboardInterrupt
+        return line
+
+    monkeypatch.setattr(progress._Estimate, "after_step", after_step)
+    run = train(model, fm, TrainConfig(recipe="d2l", resize=resize, device="cpu", threads=1, out="runs/heavy"),
+                progress=False)
+    assert run.interrupted and len(said) == 1
     return run, capsys.readouterr().err
 
 
