@@ -40,10 +40,6 @@ from convlab.factory import create_model
 OPEN = {
     "draw": "open: pictures of architectures (`convlab draw`, the architecture-pictures issue)",
     "degradation": "open: the degradation experiment (`convlab experiment degradation`)",
-    "init": "open: `--init xavier` (d2l's init_cnn), phase 2 of the course-notes issue",
-    "recipe": "open: `--recipe d2l` (d2l's Trainer: SGD 0.1, batch 128, 10 epochs), phase 2 of the course-notes issue",
-    "heavy": "open: heavy runs print an epoch-time estimate after the first steps, phase 2 of the course-notes issue",
-    "binary": "open: the Keras binary head (1 sigmoid unit) trained with binary cross-entropy, phase 2",
 }
 
 
@@ -351,10 +347,26 @@ def test_d2l_note__two_channel_pooling():
     assert "[[[5, 7], [13, 15]], [[6, 8], [14, 16]]]" in _tour("pooling")
 
 
-@_open("init")
+def _init_cnn(module):
+    """d2l 7.6's init_cnn, as the notes write it (the oracle)."""
+    if type(module) == nn.Linear or type(module) == nn.Conv2d:
+        nn.init.xavier_uniform_(module.weight)
+
+
 def test_d2l_note__init_cnn_xavier():
     """[example] d2l's init_cnn: Xavier-uniform on conv and linear weights (`--init xavier`)."""
+    from convlab.training.init import init_weights
+
     _parses(["train", "lenet", "--init", "xavier"])
+    torch.manual_seed(0)
+    ours, theirs = create_model("lenet"), create_model("lenet")
+    theirs.load_state_dict(ours.state_dict())
+    torch.manual_seed(1)
+    init_weights(ours, "xavier")
+    torch.manual_seed(1)
+    theirs.apply(_init_cnn)
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()))
+    assert not torch.equal(ours.conv1.weight, create_model("lenet").conv1.weight)
 
 
 def _d2l_lenet(act=nn.Sigmoid, pool=nn.AvgPool2d):
@@ -394,10 +406,23 @@ def test_d2l_note__lenet_lazy_model_summary():
     assert isinstance(net[0], nn.LazyConv2d) and all(nn.parameter.is_lazy(p) for p in net.parameters())
 
 
-@_open("recipe")
+def _d2l_resolved(model: str, **kw):
+    from convlab.factory import resolve_model
+    from convlab.training import TrainConfig
+    from convlab.training.config import with_family_defaults
+
+    return with_family_defaults(TrainConfig(model=model, recipe="d2l", **kw), resolve_model(model).family)
+
+
+D2L_TRAINER = dict(epochs=10, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.0, weight_decay=0.0,
+                   schedule="constant", label_smoothing=0.0, augment="none", init="xavier")
+
+
 def test_d2l_note__lenet_training_d2l_recipe():
     """[example] d2l 7.6.2: Trainer(max_epochs=10), batch 128, lr 0.1, Xavier init (`--recipe d2l`)."""
     _parses(["train", "lenet", "--recipe", "d2l"])
+    c = _d2l_resolved("lenet")
+    assert {k: getattr(c, k) for k in D2L_TRAINER} == D2L_TRAINER
 
 
 def test_d2l_note__fc_layers_have_too_many_parameters():
@@ -573,10 +598,11 @@ def test_d2l_note__modern_lenet_relu_maxpool_summary():
     assert sorted(_shapes("lenet-modern:order=relu-pool", (1, 28, 28)).values()) == sorted(D2L_LENET_SHAPES)
 
 
-@_open("recipe")
 def test_d2l_note__modern_lenet_training_d2l_recipe():
     """[example] The modern LeNet trained by the same d2l Trainer (`convlab train lenet-modern --recipe d2l`)."""
     _parses(["train", "lenet-modern", "--recipe", "d2l"])
+    c = _d2l_resolved("lenet-modern")
+    assert {k: getattr(c, k) for k in D2L_TRAINER} == D2L_TRAINER
 
 
 def _d2l_vgg_block(num_convs, out_channels):
@@ -615,9 +641,42 @@ def test_d2l_note__vgg_training_arch():
     assert sum(r.type == "Conv2d" for r in s.rows) == 8
 
 
-@pytest.mark.skip(reason=OPEN["heavy"] + "; and d2l's lr 0.01 via `--recipe d2l`")
-def test_d2l_note__vgg_training_resize_224():
-    """[example] trainer.fit(VGG, FashionMNIST(resize=(224, 224))): a heavy run on a CPU."""
+def _heavy_run(model: str, resize: int, tmp_path, monkeypatch, capsys):
+    """d2l's run of ``model`` at ``resize``² by --recipe d2l on Fashion-MNIST, interrupted (as Ctrl-C would)
+    once the estimate has been said: the first steps of the real run, not the hours after them."""
+    from convlab.data import load
+    from convlab.training import TrainConfig, progress, train
+
+    monkeypatch.chdir(tmp_path)
+    try:
+        fm = load("fashion-mnist", download=False, progress=False)
+    except Exception:
+        pytest.skip("Fashion-MNIST is not installed")
+    said = []
+    original = progress._Estimate.after_step
+
+    def after_step(self, steps_left):
+        line = original(self, steps_left)
+        if line:
+            said.append(line)
+        if self.done:
+            raise KeyboardInterrupt
+        return line
+
+    monkeypatch.setattr(progress._Estimate, "after_step", after_step)
+    run = train(model, fm, TrainConfig(recipe="d2l", resize=resize, device="cpu", threads=1, out="runs/heavy"),
+                progress=False)
+    assert run.interrupted and len(said) == 1
+    return run, capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_d2l_note__vgg_training_resize_224(tmp_path, monkeypatch, capsys):
+    """[example] trainer.fit(VGG, FashionMNIST(resize=(224, 224))): a heavy run on a CPU — convlab says so after
+    its first steps, with the time an epoch and the run will take; d2l's lr 0.01 comes with --recipe d2l."""
+    run, err = _heavy_run("vgg-d2l", 224, tmp_path, monkeypatch, capsys)
+    assert (run.config.lr, run.config.batch_size, run.config.epochs, run.config.resize) == (0.01, 128, 10, 224)
+    assert "estimate: this run is long here — about " in err and "469 steps an epoch" in err
 
 
 class _D2LResidual(nn.Module):
@@ -672,9 +731,13 @@ def test_d2l_note__resnet18_layer_summary_96():
         assert m(torch.zeros(1, 1, 96, 96)).shape == (1, 10)
 
 
-@pytest.mark.skip(reason=OPEN["heavy"] + "; and d2l's lr 0.01 via `--recipe d2l`")
-def test_d2l_note__resnet18_training_96():
-    """[example] trainer.fit(ResNet18(lr=0.01), FashionMNIST(resize=(96, 96))): a heavy run on a CPU."""
+@pytest.mark.slow
+def test_d2l_note__resnet18_training_96(tmp_path, monkeypatch, capsys):
+    """[example] trainer.fit(ResNet18(lr=0.01), FashionMNIST(resize=(96, 96))): a heavy run on a CPU, announced
+    with its estimate; lr 0.01 with --recipe d2l."""
+    run, err = _heavy_run("resnet18", 96, tmp_path, monkeypatch, capsys)
+    assert (run.config.lr, run.config.resize, run.config.init) == (0.01, 96, "xavier")
+    assert "estimate: this run is long here — about " in err and "469 steps an epoch" in err
 
 
 def test_d2l_note__vgg_multiple_3x3_convs_between_pooling():
@@ -1029,10 +1092,29 @@ def test_keras_note__binary_head_gap_dropout_dense_1_sigmoid():
     assert p.shape == (3, 1) and bool(((p > 0) & (p < 1)).all())
 
 
-@pytest.mark.skip(reason=OPEN["binary"] + " (today a 2-class run widens the head to fc(2) and keeps the sigmoid "
-                         "under softmax cross-entropy: every probability is capped at 73.1%)")
-def test_keras_note__binary_head_trains_with_bce():
+def test_keras_note__binary_head_trains_with_bce(tmp_path, monkeypatch):
     """[example] The binary head trains with binary cross-entropy and reports the sigmoid's probability."""
+    from convlab.data.registry import Dataset
+    from convlab.training import TrainConfig, train
+    from convlab.training.report import probabilities
+
+    monkeypatch.chdir(tmp_path)
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (120,), generator=g)
+    x = (torch.randint(0, 100, (120, 3, 16, 16), generator=g) + 120 * y[:, None, None, None]).to(torch.uint8)
+    ds = Dataset("two", x[:80], y[:80], x[80:], y[80:], ["cat", "dog"], (0.45,) * 3, (0.3,) * 3)
+    run = train("sepnet:width=4", ds, TrainConfig(epochs=5, batch_size=16, lr=0.05, augment="none",
+                                                  label_smoothing=0.0, device="cpu", threads=1, out="runs/s"),
+                progress=False)
+    spec = (tmp_path / "runs/s/model.spec").read_text().strip()
+    assert spec.endswith("dropout fc(1) sigmoid")          # the saved spec is the model that trained
+    assert isinstance(run.model[-1], nn.Sigmoid) and run.model.fc.out_features == 1
+    p = probabilities(run.model, ((x[80:].float() / 255 - 0.45) / 0.3))
+    with torch.no_grad():
+        sig = run.model.eval()(((x[80:].float() / 255 - 0.45) / 0.3))[:, 0]
+    assert torch.allclose(p[:, 1], sig, atol=1e-6)
+    # softmax over a sigmoid capped every probability at e/(1+e) = 73.1% and the loss at 0.313 or more
+    assert float(p.max()) > 0.9 and run.metrics[-1]["train_loss"] < 0.313 and run.test_acc > 0.9
 
 
 def _inspect_module():

@@ -79,14 +79,15 @@ def build_node(node: Node) -> nn.Module:
 def build_plan(p: Plan):
     """Instantiate a plan as a :class:`~convlab.nn.blocks.SpecNet`."""
     mods = OrderedDict((n.name, build_node(n)) for n in p.nodes)
-    return blocks.SpecNet(mods, spec=p.spec.to_text(), input_shape=p.input_shape)
+    return blocks.SpecNet(mods, spec=p.spec.to_text(), input_shape=p.input_shape, notes=p.notes)
 
 
 def build(spec, input_shape=None, num_classes: int | None = None):
     """Build a spec (text, path, YAML structure or :class:`~convlab.spec.Spec`) into a model.
 
     ``input_shape`` is (C, H, W); it may be left out when the spec begins with ``input(C,H,W)``.
-    ``num_classes`` replaces the width of the last ``fc``. Shape bugs raise ``ShapeError`` before
+    ``num_classes`` replaces the width of the last ``fc`` (a one-unit head on two classes is kept as a
+    binary one; see :func:`convlab.plan._fit_head`). Shape bugs raise ``ShapeError`` before
     any tensor is computed.
 
     >>> m = build("conv(16,3,p=1) relu maxpool(2) conv(32,3,p=1) relu maxpool(2) flatten fc(128) relu fc(10)",

@@ -652,7 +652,7 @@ def cmd_serve(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .training.config import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES  # no torch: --help stays fast
+    from .training.config import DEVICES, INITS, OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES  # no torch: fast --help
 
     p = _Parser(prog="convlab", formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Design, check, inspect and train convolutional neural networks.",
@@ -753,6 +753,8 @@ def build_parser() -> argparse.ArgumentParser:
               "convlab train resnet20 --data cifar10 --epochs 30 --device cuda --precision bf16",
               "convlab train \"conv(32,3,p=1) bn relu maxpool(2) flatten fc(10)\" --data mnist --epochs 3",
               "convlab train vgg-d2l --data fashion-mnist --resize 224 --epochs 10",
+              "convlab train lenet --recipe d2l                          # d2l's Trainer: SGD 0.1, Xavier init",
+              "convlab train lenet --recipe d2l --init default           # the sigmoid LeNet that stays at 10%",
               "convlab train resnet20 --data fashion-mnist --option shortcut=B --out runs/r20b",
               "convlab train --out runs/r20b --resume                      # continue an interrupted run",
               "torchrun --nproc-per-node 2 -m convlab train resnet20 --data cifar10   # DDP"])
@@ -766,7 +768,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Defaults follow the model family. Small CNNs (LeNet, cifar-cnn, sepnet): 8 epochs, batch 256, "
         "SGD-Nesterov lr 0.2, wd 5e-4, one-cycle, label smoothing 0.1. CIFAR ResNets and plain nets: the ResNet "
         "paper's lr 0.1, momentum 0.9, wd 1e-4, lr/10 at 50% and 75%, batch 128, 30 epochs. ImageNet-style "
-        "nets: 10 epochs, batch 128, lr 0.05, one-cycle. The resolved values are saved in the run's config.yaml.", 78))
+        "nets: 10 epochs, batch 128, lr 0.05, one-cycle. --recipe d2l instead: d2l's Trainer (plain SGD lr 0.1, "
+        "constant, batch 128, 10 epochs, no augmentation, Xavier init). Flags override either. The resolved "
+        "values are saved in the run's config.yaml.", 78))
+    g.add_argument("--recipe", choices=list(RECIPES), help="a named recipe in place of the model family's")
+    g.add_argument("--init", choices=INITS,
+                   help="conv/linear weights: torch's default, xavier (d2l's init_cnn) or kaiming (default: default; "
+                        "--recipe d2l: xavier)")
     g.add_argument("--epochs", type=int, help="passes over the training set")
     g.add_argument("--batch-size", type=int, help="global batch size (split across torchrun processes)")
     g.add_argument("--optimizer", choices=OPTIMIZERS, help="SGD with Nesterov momentum, or AdamW")

@@ -65,6 +65,7 @@ class Plan:
     spec: Spec
     input_shape: tuple[int, int, int]
     nodes: list[Node]
+    notes: tuple[str, ...] = ()  # what fitting the head to num_classes changed beyond the width (said to the user)
 
     @property
     def output_shape(self) -> Shape:
@@ -431,6 +432,28 @@ def _replace_last_fc(layers: tuple[Layer, ...], num_classes: int) -> tuple[tuple
     return layers, False
 
 
+def _fit_head(layers: tuple[Layer, ...], num_classes: int) -> tuple[tuple[Layer, ...], bool, tuple[str, ...]]:
+    """The layers with the head fitted to ``num_classes``: (layers, an fc was found, notes).
+
+    A one-unit head (``fc(1)``, with or without a ``sigmoid`` after it) on two classes is kept: it is a
+    binary classifier, trained with binary cross-entropy on its logit. Any other head is resized to
+    ``num_classes`` scores; a ``sigmoid`` ending the spec right after that fc is dropped then, since
+    softmax cross-entropy takes the scores themselves (a sigmoid under it caps every probability at
+    e/(1+e) ≈ 73.1% for two classes) — and a note says so.
+    """
+    last = next((i for i in range(len(layers) - 1, -1, -1) if isinstance(layers[i], FC)), None)
+    tail = layers[last + 1:] if last is not None else ()
+    sigmoid_tail = len(tail) == 1 and isinstance(tail[0], Act) and tail[0].name == "sigmoid"
+    if last is not None and num_classes == 2 and layers[last].out == 1 and (not tail or sigmoid_tail):
+        return layers, True, ()
+    out, found = _replace_last_fc(layers, num_classes)
+    if found and sigmoid_tail and layers[last].out != num_classes and num_classes >= 2:
+        before = f"{layers[last].to_text()} sigmoid"
+        return out[:-1], True, (f"the head {before} is resized to {out[last].to_text()} for {num_classes} classes, "
+                                f"and its sigmoid is dropped: softmax cross-entropy takes the {num_classes} scores",)
+    return out, found, ()
+
+
 def check_input_shape(input_shape) -> tuple[int, int, int]:
     try:
         shape = tuple(int(v) for v in input_shape)
@@ -457,9 +480,11 @@ def plan(spec, input_shape=None, num_classes: int | None = None) -> Plan:
     if num_classes is not None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ShapeError(f"num_classes must be a positive integer, got {num_classes!r}")
-        layers, found = _replace_last_fc(layers, num_classes)
+    notes: tuple[str, ...] = ()
+    if num_classes is not None:
+        layers, found, notes = _fit_head(layers, num_classes)
         if not found:
             raise ShapeError(f"num_classes={num_classes} given, but the spec has no fc layer to resize")
     rf0 = ((1, 1, 0.0), (1, 1, 0.0))
     nodes, _, _ = _Planner().seq(layers, shape, rf0, "")
-    return Plan(dataclasses.replace(spec, layers=layers), shape, nodes)
+    return Plan(dataclasses.replace(spec, layers=layers), shape, nodes, notes)

@@ -35,12 +35,14 @@ class _eval_mode:
 
 
 def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Class probabilities (K,) for one image (C, H, W), in evaluation mode."""
-    with _eval_mode(model), torch.no_grad():
-        return torch.softmax(model(_to_model(model, x.unsqueeze(0))).float(), 1)[0].cpu()
+    """Class probabilities (K,) for one image (C, H, W), in evaluation mode (a binary head: (1 − σ, σ))."""
+    from ..training.report import probabilities
+
+    return probabilities(model, x.unsqueeze(0))[0]
 
 
 def predict_batch(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Class probabilities (N, K) for images (N, C, H, W), in evaluation mode."""
-    with _eval_mode(model), torch.no_grad():
-        return torch.softmax(model(_to_model(model, x)).float(), 1).cpu()
+    """Class probabilities (N, K) for images (N, C, H, W), in evaluation mode (a binary head: (1 − σ, σ))."""
+    from ..training.report import probabilities
+
+    return probabilities(model, x)

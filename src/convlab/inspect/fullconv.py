@@ -112,6 +112,8 @@ def fully_convolutional(model: nn.Module, input_shape) -> nn.Sequential:
                 f"{type(m).__name__} would act on a grid of windows")
     if not seen_fc:
         raise ConversionError("the model has no fc (Linear) layer after its flatten: nothing to convert")
+    if features == 1 and isinstance(layers[-1][1], nn.Sigmoid):
+        layers.pop()  # a binary head: its logit is the score (class_grid reads it as two classes)
     fc = nn.Sequential(OrderedDict(layers))
     fc.train(model.training)
     fc.input_shape = tuple(input_shape)   # the size the original reads: one window
@@ -167,6 +169,8 @@ def class_grid(fc: nn.Sequential, x: torch.Tensor) -> ClassGrid:
         raise UsageError(f"the image is {x.shape[1]}×{x.shape[2]}, smaller than the {h0}×{w0} window the model reads")
     with _eval_mode(fc), torch.no_grad():
         scores = fc(_to_model(fc, x.unsqueeze(0)))[0].float().cpu()        # (K, gh, gw)
+    if scores.shape[0] == 1:  # a binary logit z: the scores (−z/2, z/2), whose softmax is (1 − σ(z), σ(z))
+        scores = torch.cat([-scores / 2, scores / 2], 0)
     stride, centre = grid_geometry(fc, fc.input_shape)
     return ClassGrid(scores, torch.softmax(scores, 0), stride, (h0, w0), centre)
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ..errors import UsageError, did_you_mean
 from .activations import conv_layers_in_order
+from ..training.head import class_scores
 from .common import _eval_mode, _to_model
 
 
@@ -122,6 +123,8 @@ def gradcam(model: nn.Module, x: torch.Tensor, target: int | None = None, layer:
         with _eval_mode(model), torch.enable_grad():
             out = model(x)
             logits = held.get("logits", out)
+            if logits.dim() == 2 and logits.shape[1] == 1:  # a binary logit z: the two scores (−z/2, z/2)
+                logits = class_scores(logits)
             if logits.dim() != 2:
                 raise UsageError(f"the model's output has shape {list(logits.shape)}; Grad-CAM needs class scores "
                                  f"(1, K)")
@@ -146,7 +149,7 @@ def gradcam(model: nn.Module, x: torch.Tensor, target: int | None = None, layer:
         up = place_map(low, tuple(x.shape[-2:]), *geometry)
     else:
         up = F.interpolate(low[None, None], size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[0, 0]
-    probs = torch.softmax(logits.detach().float(), 1)[0] if logits.shape[1] > 1 else torch.sigmoid(logits.detach())[0]
+    probs = torch.softmax(logits.detach().float(), 1)[0]
     return GradCAM(up.cpu(), low.cpu(), weights.cpu(), layer, target, float(score.detach()), float(probs[target]),
                    *(geometry or (None, None)))
 

@@ -16,13 +16,15 @@ from torch import nn
 class SpecNet(nn.Sequential):
     """A model built from a spec: a Sequential whose children carry readable names.
 
-    ``spec`` holds the spec text it was built from and ``input_shape`` the (C, H, W) it was built for.
+    ``spec`` holds the spec text it was built from, ``input_shape`` the (C, H, W) it was built for and
+    ``notes`` what fitting its head to a class count changed beyond the width (a dropped sigmoid).
     """
 
-    def __init__(self, modules: "OrderedDict[str, nn.Module]", spec: str = "", input_shape=None):
+    def __init__(self, modules: "OrderedDict[str, nn.Module]", spec: str = "", input_shape=None, notes=()):
         super().__init__(modules)
         self.spec = spec
         self.input_shape = tuple(input_shape) if input_shape else None
+        self.notes = tuple(notes)
 
     def extra_repr(self) -> str:
         return f"spec={self.spec!r}, input_shape={self.input_shape}" if self.spec else ""

@@ -14,6 +14,7 @@ SCHEDULES = ("onecycle", "cosine", "step", "paper", "constant")
 OPTIMIZERS = ("sgd", "adamw")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+INITS = ("default", "xavier", "kaiming")
 
 
 @dataclass
@@ -35,6 +36,8 @@ class TrainConfig:
     label_smoothing: Optional[float] = None  # cross-entropy label smoothing, 0..1
     augment: Optional[str] = None          # crop=N,flip,cutout=N | none; None: the dataset's default
     resize: Optional[int] = None           # train and test at resize×resize (e.g. 96 or 224 for d2l's nets)
+    init: Optional[str] = None             # default (torch's) | xavier (d2l's init_cnn) | kaiming: conv/linear weights
+    recipe: Optional[str] = None           # a named recipe (d2l) in place of the model family's; see RECIPES
     device: str = "auto"                   # auto | cpu | cuda | mps
     precision: str = "fp32"                # fp32 | bf16 | fp16 (autocast; fp16 uses a grad scaler)
     channels_last: Optional[bool] = None   # NHWC memory format (default: on)
@@ -89,6 +92,17 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "large": dict(epochs=10, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4,
                   schedule="onecycle", warmup=0.2, label_smoothing=0.1),
 }
+# Named recipes, chosen with --recipe; each one sets every optimisation field, so the family's recipe
+# does not leak into it. d2l: d2l 1.0.3's Trainer as the book runs LeNet (7.6.2) — Classifier's
+# configure_optimizers is plain SGD(params, lr) (no momentum, no weight decay), a constant lr of 0.1,
+# FashionMNIST(batch_size=128) without augmentation, Trainer(max_epochs=10), cross-entropy without
+# label smoothing, and init_cnn (Xavier-uniform on conv and linear weights). The book trains VGG (8.2)
+# and ResNet-18 (8.6) the same way with lr 0.01: RECIPE_BY_FAMILY holds that.
+RECIPES: dict[str, dict[str, Any]] = {
+    "d2l": dict(epochs=10, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.0, weight_decay=0.0,
+                schedule="constant", warmup=0.0, label_smoothing=0.0, augment="none", init="xavier"),
+}
+RECIPE_BY_FAMILY: dict[tuple[str, str], dict[str, Any]] = {("d2l", "large"): dict(lr=0.01)}
 FAMILY_OF = {"lenet": "small", "cnn": "small", "sepnet": "small", "resnet-cifar": "resnet-cifar",
              "plain-cifar": "plain-cifar", "resnet": "large", "vgg": "large", "mobilenet": "large"}
 
@@ -100,11 +114,20 @@ def with_family_defaults(cfg: TrainConfig, family: str | None) -> TrainConfig:
     """A copy with every ``None`` filled from the family's recipe, the values checked. The result is
     what runs and what config.yaml records: a one-cycle schedule given no warm-up (0 or unset) gets
     ``ONECYCLE_WARMUP``, the rise the schedule then takes."""
-    recipe = FAMILY_DEFAULTS[FAMILY_OF.get(family or "", "small")]
+    if cfg.recipe is not None and cfg.recipe not in RECIPES:
+        from ..errors import did_you_mean
+
+        raise UsageError(f"--recipe {cfg.recipe!r} is not a recipe{did_you_mean(cfg.recipe, RECIPES, 1)} "
+                         f"(recipes: {', '.join(RECIPES)}; leave it out for the model family's)")
+    fam = FAMILY_OF.get(family or "", "small")
+    recipe = ({**RECIPES[cfg.recipe], **RECIPE_BY_FAMILY.get((cfg.recipe, fam), {})} if cfg.recipe
+              else FAMILY_DEFAULTS[fam])
     out = dataclasses.replace(cfg)
     for k, v in recipe.items():
         if getattr(out, k) is None:
             setattr(out, k, v)
+    if out.init is None:
+        out.init = "default"
     if out.schedule == "onecycle" and out.warmup == 0:
         out.warmup = ONECYCLE_WARMUP
     if out.channels_last is None:
@@ -127,6 +150,7 @@ def _check(c: TrainConfig) -> None:
     need(c.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, got {c.schedule!r}")
     need(0 <= c.warmup < 1, f"--warmup is a fraction of the steps in [0, 1), got {c.warmup}")
     need(0 <= c.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {c.label_smoothing}")
+    need(c.init in INITS, f"--init must be one of {', '.join(INITS)}, got {c.init!r}")
     need(c.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}, got {c.device!r}")
     need(c.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}, got {c.precision!r}")
     need(c.resize is None or c.resize >= 1, f"--resize must be >= 1, got {c.resize}")

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..errors import TrainingError, UsageError
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -36,8 +35,10 @@ from .config import TrainConfig, with_family_defaults
 from .device import configure, device_kind, pick_device
 from .distributed import Dist, _StopRequest, all_reduce, barrier, setup_distributed
 from ..factory import make_model
+from . import head
+from .init import init_weights
 from .optim import lr_at, make_optimizer
-from .progress import _Reporter, _Tally, read_every
+from .progress import _Estimate, _Reporter, _Tally, read_every
 from .rundir import RunDir
 
 __all__ = ["Run", "evaluate", "train"]
@@ -145,6 +146,8 @@ def _prepare(model, data, config: TrainConfig | None, resume: bool, overrides: d
     configure(device)
 
     ds = data if data is not None and not isinstance(data, str) else load(cfg.data, cfg.data_dir, progress=d.main)
+    if data is not None and not isinstance(data, str):
+        cfg.data = ds.name  # a Dataset given in Python: the run records its own name
     input_shape, num_classes = ds.input_shape(cfg.resize), ds.num_classes
 
     torch.manual_seed(cfg.seed)
@@ -154,6 +157,7 @@ def _prepare(model, data, config: TrainConfig | None, resume: bool, overrides: d
     else:
         net, spec_text, family = make_model(cfg.model, cfg.overrides, input_shape, num_classes)
     cfg = with_family_defaults(cfg, family)
+    init_weights(net, cfg.init)  # after the seed, so the same seed draws the same weights
     if cfg.batch_size % d.world:
         raise UsageError(f"--batch-size {cfg.batch_size} must divide evenly across {d.world} processes")
 
@@ -162,9 +166,17 @@ def _prepare(model, data, config: TrainConfig | None, resume: bool, overrides: d
     summ = summary(net, input_shape)  # a shape bug stops here, before any step
     summ.model = cfg.model
     out_shape = summ.output_shape
-    if not out_shape or out_shape[-1] != num_classes or len(out_shape) != 2:
-        raise TrainingError(f"the model outputs {out_shape} but {cfg.data} has {num_classes} classes; the last "
+    binary = len(out_shape or []) == 2 and out_shape[-1] == 1 and num_classes == 2  # one logit: BCE
+    if not binary and (not out_shape or out_shape[-1] != num_classes or len(out_shape) != 2):
+        raise TrainingError(f"the model outputs {out_shape} but {ds.name} has {num_classes} classes; the last "
                             f"layer must give [N, {num_classes}] (zoo and spec models are resized automatically)")
+    if d.main:
+        for note in getattr(net, "notes", ()):
+            print(f"note: {note}", file=sys.stderr)
+        if binary:
+            print(f"binary head: one logit for {ds.classes[1]!r} vs {ds.classes[0]!r}, trained with binary "
+                  f"cross-entropy on the logit" + (" (before the sigmoid)" if head.ends_in_sigmoid(net) else "")
+                  + "; predicts class 1 when the sigmoid is above 0.5", file=sys.stderr)
 
     if len(ds.train_x) < cfg.batch_size:
         raise UsageError(f"--batch-size {cfg.batch_size} is larger than the training set ({len(ds.train_x)})")
@@ -192,7 +204,7 @@ def _prepare(model, data, config: TrainConfig | None, resume: bool, overrides: d
         total_steps = min(total_steps, cfg.max_steps)
 
     start.restore(net, optimizer, scaler, device)
-    model = net
+    model = head.trunk(net)  # the scores: a trailing sigmoid is left to the loss (BCE on the logit)
     if cfg.compile:
         model = torch.compile(model)
     if d.world > 1:
@@ -236,6 +248,7 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
         barrier(d)
 
     every = read_every(device)  # how often the loss is read: every step on a CPU, every few on an accelerator
+    estimate = _Estimate(device, steps_per_epoch, cfg.batch_size, cfg.epochs - start_epoch)
     t_start = time.perf_counter() - s.start.wall_before
     epoch, done_batch = start_epoch, start_batch
     stop = _StopRequest(d)
@@ -260,13 +273,16 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
                     group["lr"] = lr_at(step, total_steps, cfg)
                 with autocast:
                     logits = model(x)
-                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                    loss = head.loss(logits, y, cfg.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
                 step += 1
                 tally.add(loss, logits, y)
+                said = estimate.after_step(total_steps - step)
+                if said and d.main:
+                    reporter.say(said)
                 done_batch = batch_i + 1
                 if step % every == 0:  # reading the sums makes an accelerator wait: not every step there
                     loss_sum, correct, seen = tally.read()
@@ -359,14 +375,15 @@ class _Stop(Exception):
 
 @torch.inference_mode()
 def evaluate(model, batches, d: Dist, device, autocast=contextlib.nullcontext()) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a split, summed across ranks."""
+    """Mean cross-entropy (binary for a one-logit model) and accuracy over a split, summed across ranks.
+    ``model`` computes the scores (see :func:`convlab.training.head.trunk`)."""
     was = model.training
     model.eval()
     tally = _Tally(device)
     for x, y in batches:
         with autocast:
             logits = model(x)
-        tally.add(F.cross_entropy(logits.float(), y), logits, y)  # the mean loss, weighed by the batch size
+        tally.add(head.loss(logits, y), logits, y)  # the mean loss, weighed by the batch size
     model.train(was)
     loss_sum, correct, n = all_reduce(list(tally.read()), d, device)
     return loss_sum / max(n, 1), correct / max(n, 1)

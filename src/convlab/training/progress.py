@@ -7,6 +7,8 @@ import time
 
 import torch
 
+from .head import predictions
+
 # On a CPU the loss is read after every step (free there: nothing runs ahead); on an accelerator every
 # READ_EVERY steps, so the host keeps queueing work instead of waiting for each step to finish.
 READ_EVERY, READ_EVERY_CPU = 25, 1
@@ -29,7 +31,7 @@ class _Tally:
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
         self.loss += loss.detach().to(self.loss.dtype) * len(y)
-        self.correct += (logits.argmax(1) == y).sum()
+        self.correct += (predictions(logits) == y).sum()
         self.seen += len(y)
 
     def read(self) -> tuple[float, int, int]:
@@ -74,7 +76,69 @@ class _Reporter:
               f"train_acc {100 * row['train_acc']:.2f}%{test} lr {row['lr']:.4g} "
               f"{row['images_per_s'] or 0:,.0f} img/s {row['epoch_s']:.1f}s", flush=True)
 
+    def say(self, line: str) -> None:
+        """A line on stderr, above the progress bar when one is shown."""
+        import sys
+
+        if self.bar is not None:
+            self.bar.console.print(line, highlight=False, markup=False)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
+
+
+# A run whose estimated time passes HEAVY_S is announced after its first steps, with the estimate.
+HEAVY_S = 600.0
+
+
+def duration(seconds: float) -> str:
+    """'45 s', '12 min', '6.9 h': a duration as a person reads it."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class _Estimate:
+    """The time an epoch and the rest of the run will take, from the steps after the first (which pays for
+    allocation and warm-up): timed once, said once, and only when the run is long (over ``HEAVY_S``)."""
+
+    def __init__(self, device: torch.device, steps_per_epoch: int, batch_size: int, epochs_left: int,
+                 skip: int = 1, timed: int = 3, clock=time.perf_counter):
+        self.device, self.steps_per_epoch, self.batch_size = device, steps_per_epoch, batch_size
+        self.epochs_left, self.skip, self.timed, self.clock = epochs_left, skip, timed, clock
+        self.calls, self.t0, self.done = 0, None, False
+        self.per_step: float | None = None
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elif self.device.type == "mps":
+            torch.mps.synchronize()
+        return self.clock()
+
+    def after_step(self, steps_left: int) -> str | None:
+        """Call after every optimizer step with the steps still to run; returns the line to print, once."""
+        if self.done:
+            return None
+        self.calls += 1
+        if self.calls == self.skip:
+            self.t0 = self._now()
+            return None
+        if self.calls < self.skip + self.timed:
+            return None
+        self.done = True
+        self.per_step = (self._now() - self.t0) / self.timed
+        total = self.per_step * steps_left
+        if total <= HEAVY_S:
+            return None
+        epoch = self.per_step * self.steps_per_epoch
+        return (f"estimate: this run is long here — about {duration(epoch)} per epoch ({self.per_step:.2f} s per step "
+                f"of {self.batch_size} images over {self.timed} timed steps, {self.steps_per_epoch} steps an epoch), "
+                f"{duration(total)} for the {steps_left:,} steps left, on {self.device.type}. Ctrl-C stops it and "
+                f"keeps last.pt; fewer --epochs, a smaller --resize or a GPU (--device cuda) is faster")

@@ -18,7 +18,7 @@ from .rundir import METRIC_KEYS, RunDir
 if TYPE_CHECKING:  # compare and report read files only: they do not import torch
     import torch
 
-__all__ = ["LoadedRun", "Prediction", "compare", "evaluate_run", "load_run", "predict", "report"]
+__all__ = ["LoadedRun", "Prediction", "compare", "evaluate_run", "load_run", "predict", "probabilities", "report"]
 
 
 @dataclass
@@ -75,11 +75,29 @@ class Prediction:
     image: torch.Tensor   # the stored image, as float, for showing
     label: int            # the true class
     pred: int             # the predicted class
-    probs: torch.Tensor   # softmax over the classes, on the CPU
+    probs: torch.Tensor   # class probabilities (softmax; (1 − σ, σ) for a binary head), on the CPU
 
     @property
     def confidence(self) -> float:
         return float(self.probs[self.pred])
+
+
+def probabilities(model, x) -> torch.Tensor:
+    """(N, K) class probabilities of images ``x`` (N, C, H, W) on the CPU, in evaluation mode: the softmax
+    of the scores, or (1 − σ(z), σ(z)) for a one-logit (binary) model — see :mod:`convlab.training.head`."""
+    import torch
+
+    from .head import probabilities as from_scores, scores_of
+
+    was = model.training
+    model.eval()
+    try:
+        p = next(model.parameters(), None)
+        x = x.to(p.device, p.dtype) if p is not None else x
+        with torch.no_grad():
+            return from_scores(scores_of(model, x)).cpu()
+    finally:
+        model.train(was)
 
 
 def predict(r: LoadedRun, index: int, split: str = "test") -> Prediction:
@@ -92,8 +110,7 @@ def predict(r: LoadedRun, index: int, split: str = "test") -> Prediction:
     if not 0 <= index < len(x):
         raise UsageError(f"--index {index} is outside the {split} split (0..{len(x) - 1})")
     one = Batcher(x, y, r.ds.mean, r.ds.std, batch_size=1, resize=r.cfg.resize).make_batch(torch.tensor([index]))[0]
-    with torch.no_grad():
-        probs = torch.softmax(r.model(one.unsqueeze(0).to(r.device)).float(), 1)[0].cpu()
+    probs = probabilities(r.model, one.unsqueeze(0))[0]
     return Prediction(split, index, one, x[index].float(), int(y[index]), int(probs.argmax()), probs)
 
 
@@ -106,6 +123,7 @@ def evaluate_run(run: str, data: str | None = None, data_dir: str | None = None,
 
     from ..data import Batcher
     from ..viz import plot_confusion
+    from .head import predictions, scores_of
 
     r = load_run(run, data, data_dir, device)
     model, cfg, ds, ckpt, dev = r.model, r.cfg, r.ds, r.checkpoint, r.device
@@ -115,7 +133,7 @@ def evaluate_run(run: str, data: str | None = None, data_dir: str | None = None,
     confusion = torch.zeros(n, n, dtype=torch.long)
     with torch.no_grad():
         for xb, yb in batches:
-            pred = model(xb).argmax(1)
+            pred = predictions(scores_of(model, xb))
             confusion += torch.bincount((yb * n + pred).cpu(), minlength=n * n).view(n, n)
     total = int(confusion.sum())
     per_class = (confusion.diag().float() / confusion.sum(1).clamp(min=1).float()).tolist()
@@ -177,6 +195,10 @@ def report(run: str | Path, out: str | Path | None = None) -> Path:
     summary = rd.read_text("summary.txt")
     spec = rd.read_text("model.spec").strip()
     acc = pct(r["final_test_acc"])
+    out_shape = rd.read_output_shape()
+    head = ("<p>Head: <b>binary head</b>, one logit z per image, trained with binary cross-entropy on z; "
+            "p(class 1) = σ(z), predicted class 1 when p &gt; 0.5. The losses below are binary cross-entropy.</p>"
+            if out_shape and out_shape[-1] == 1 else "")
     confusions = "".join(_img(c) for c in rd.pictures("confusion"))
     inside = "".join(_img(c) for c in rd.pictures("filters") + rd.pictures("maps"))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{esc(p.name)}</title>
@@ -186,6 +208,7 @@ pre{{background:#f8f8f8;padding:1em;overflow-x:auto;font-size:12px}}img{{max-wid
 <h1>{esc(p.name)}</h1>
 <p><b>{esc(str(r['model']))}</b> on <b>{esc(str(r['data']))}</b>: test accuracy <b>{acc}</b> after {r['epochs']}
 epoch(s) (best {pct(r['best_test_acc'])} at epoch {cell(r['best_epoch'])}), {cell(r['wall_s'])} s.</p>
+{head}
 {_img(rd.curves)}
 <h2>Metrics</h2><table><tr>{''.join(f'<th>{k}</th>' for k in METRIC_KEYS)}</tr>{met_rows}</table>
 {('<h2>Evaluation</h2>' + confusions) if confusions else ''}

@@ -147,6 +147,11 @@ class RunDir:
         p = self.path / "summary.json"
         return json.loads(p.read_text()).get("totals", {}) if p.is_file() else {}
 
+    def read_output_shape(self) -> list | None:
+        """The model's output shape from summary.json ([N, K]; [N, 1] for a binary head), None where missing."""
+        p = self.path / "summary.json"
+        return json.loads(p.read_text()).get("output_shape") if p.is_file() else None
+
     def read_text(self, name: str) -> str:
         """One of the run's text files (summary.txt, model.spec), or "" where it is missing."""
         p = self.path / name
