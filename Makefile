@@ -32,10 +32,18 @@ data: $(STAMP)
 data-if-possible: $(STAMP)
 	-@$(MAKE) --no-print-directory data
 
-# the main job: look at LeNet, then train it on Fashion-MNIST (~30 s on 2 cores)
+# the main job: look at LeNet, then train it on Fashion-MNIST (~30 s of training on 2 cores),
+# then say how to reach convlab from a new shell and what to try next
 demo: data
 	$(VENV)/bin/convlab summary lenet-modern
 	$(VENV)/bin/convlab train lenet-modern --data fashion-mnist
+	@run=$$(ls -d runs/*-lenet-modern-fashion-mnist 2>/dev/null | tail -n 1); \
+	echo; \
+	echo "convlab lives in $(VENV): in a new shell run '. $(VENV)/bin/activate' (or call $(VENV)/bin/convlab)."; \
+	echo "Next, try:"; \
+	printf '  %-52s # %s\n' "convlab viz $$run" "its filters and feature maps" \
+	  "convlab eval $$run" "per-class accuracy, confusion matrix" \
+	  "convlab tour" "the course notes' ideas, numbers computed live"
 
 test: $(STAMP) data-if-possible
 	$(PY) -m pytest -m "not slow"
