@@ -619,8 +619,12 @@ def cmd_compare(args) -> int:
 
 def cmd_report(args) -> int:
     from .training.report import report
+    from .training.rundir import RunDir
 
     print(report(args.run, args.out))
+    if not RunDir(args.run).pictures("confusion"):
+        print(f"note: no evaluation in it yet; 'convlab eval {args.run}' adds per-class accuracy and the confusion "
+              f"matrix, then run 'convlab report {args.run}' again")
     return EXIT_OK
 
 

@@ -168,6 +168,9 @@ def _prepare(model, data, config: TrainConfig | None, resume: bool, overrides: d
 
     if len(ds.train_x) < cfg.batch_size:
         raise UsageError(f"--batch-size {cfg.batch_size} is larger than the training set ({len(ds.train_x)})")
+    augment = Augment.parse(cfg.augment, default_augment(ds))
+    # config.yaml records what runs, not what was asked for: 'auto' and "the dataset's default" resolved
+    cfg.device, cfg.augment, cfg.threads = device.type, str(augment), torch.get_num_threads()
     rundir = start.rundir or RunDir.create(cfg, resume=False, main=d.main)
     if d.main and not resume:
         rundir.write_start(cfg, spec_text, summ)
@@ -177,7 +180,6 @@ def _prepare(model, data, config: TrainConfig | None, resume: bool, overrides: d
         net = net.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(net, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16" and device.type == "cuda")
-    augment = Augment.parse(cfg.augment, default_augment(ds))
     per_rank = cfg.batch_size // d.world
     train_batches = Batcher(ds.train_x, ds.train_y, ds.mean, ds.std, batch_size=per_rank, device=device,
                             train=True, augment=augment, seed=cfg.seed, rank=d.rank, world_size=d.world,
@@ -224,6 +226,15 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
     show = progress if progress is not None else sys.stderr.isatty()
     reporter = _Reporter(d.main, show, cfg.epochs)
     run = Run(rundir.path if d.main else None, cfg, metrics, s.start.best_acc, net)
+    if resume and d.main:
+        if start_epoch >= cfg.epochs or step >= total_steps:
+            print(f"{rundir.path} has finished its {step} steps; nothing to resume", flush=True)
+        elif start_batch >= steps_per_epoch:  # stopped after an epoch's last step, before its evaluation
+            print(f"resuming from epoch {start_epoch + 1}, after its last batch ({start_batch} of {steps_per_epoch}; "
+                  f"its evaluation next, then step {step + 1} of {total_steps}): {rundir.path}", flush=True)
+        else:  # 1-based, like the epoch lines: the next batch to train
+            print(f"resuming from epoch {start_epoch + 1}, batch {start_batch + 1} of {steps_per_epoch} "
+                  f"(step {step + 1} of {total_steps}): {rundir.path}", flush=True)
 
     def checkpoint(epoch: int, batch: int, part) -> None:
         # the weights are the same on every rank, so every rank takes the same branch here
