@@ -37,7 +37,7 @@ from .device import configure, device_kind, pick_device
 from .distributed import Dist, _StopRequest, all_reduce, barrier, setup_distributed
 from ..factory import make_model
 from .optim import lr_at, make_optimizer
-from .progress import _Reporter, _Tally, read_every
+from .progress import _Reporter, _Tally, live_display, read_every
 from .rundir import RunDir
 
 __all__ = ["Run", "evaluate", "train"]
@@ -223,7 +223,7 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
     steps_per_epoch, total_steps = s.steps_per_epoch, s.total_steps
     start_epoch, start_batch, step, partial, metrics = (s.start.epoch, s.start.batch, s.start.step, s.start.partial,
                                                         s.start.metrics)
-    show = progress if progress is not None else sys.stderr.isatty()
+    show = progress if progress is not None else live_display()
     reporter = _Reporter(d.main, show, cfg.epochs)
     run = Run(rundir.path if d.main else None, cfg, metrics, s.start.best_acc, net)
     if resume and d.main:
