@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.convlab-installed
+TESTED := $(VENV)/.convlab-test-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
 .PHONY: setup data data-if-possible demo test test-all bench clean
@@ -14,8 +15,13 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e .
 	touch $(STAMP)
+
+# the test tools (pytest, hypothesis, and nbclient + ipykernel to run the example notebooks) only for make test
+$(TESTED): $(STAMP)
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(TESTED)
 
 setup: $(STAMP)
 
@@ -45,10 +51,10 @@ demo: data
 	  "convlab eval $$run" "per-class accuracy, confusion matrix" \
 	  "convlab tour" "the course notes' ideas, numbers computed live"
 
-test: $(STAMP) data-if-possible
+test: $(TESTED) data-if-possible
 	$(PY) -m pytest -m "not slow"
 
-bench: $(STAMP) data-if-possible
+bench: $(TESTED) data-if-possible
 	$(PY) -m pip install -q torchinfo
 	$(PY) bench/summary_speed.py
 	$(PY) bench/data_speed.py
@@ -56,7 +62,7 @@ bench: $(STAMP) data-if-possible
 	$(PY) bench/scratch_speed.py
 	$(PY) bench/train_speed.py
 
-test-all: $(STAMP) data
+test-all: $(TESTED) data
 	$(PY) -m pytest
 
 clean:
