@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.convlab-installed
+TESTED := $(VENV)/.convlab-test-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
 .PHONY: setup data data-if-possible browser-if-possible demo test test-all bench clean
@@ -14,8 +15,13 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e .
 	touch $(STAMP)
+
+# the test tools (pytest, hypothesis, and nbclient + ipykernel to run the example notebooks) only for make test
+$(TESTED): $(STAMP)
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(TESTED)
 
 setup: $(STAMP)
 
@@ -32,10 +38,18 @@ data: $(STAMP)
 data-if-possible: $(STAMP)
 	-@$(MAKE) --no-print-directory data
 
-# the main job: look at LeNet, then train it on Fashion-MNIST (~30 s on 2 cores)
+# the main job: look at LeNet, then train it on Fashion-MNIST (~30 s of training on 2 cores),
+# then say how to reach convlab from a new shell and what to try next
 demo: data
 	$(VENV)/bin/convlab summary lenet-modern
 	$(VENV)/bin/convlab train lenet-modern --data fashion-mnist
+	@run=$$(ls -d runs/*-lenet-modern-fashion-mnist 2>/dev/null | tail -n 1); \
+	echo; \
+	echo "convlab lives in $(VENV): in a new shell run '. $(VENV)/bin/activate' (or call $(VENV)/bin/convlab)."; \
+	echo "Next, try:"; \
+	printf '  %-52s # %s\n' "convlab viz $$run" "its filters and feature maps" \
+	  "convlab eval $$run" "per-class accuracy, confusion matrix" \
+	  "convlab tour" "the course notes' ideas, numbers computed live"
 
 # the playground's browser tests drive Debian's headless Chromium; they skip where it cannot be had
 browser-if-possible:
@@ -46,10 +60,10 @@ browser-if-possible:
 	  && echo "chromium: installed for the browser tests" || echo "chromium: not installed; the browser tests will skip"; \
 	else echo "chromium: not found; the browser tests will skip"; fi
 
-test: $(STAMP) data-if-possible browser-if-possible
+test: $(TESTED) data-if-possible browser-if-possible
 	$(PY) -m pytest -m "not slow"
 
-bench: $(STAMP) data-if-possible
+bench: $(TESTED) data-if-possible
 	$(PY) -m pip install -q torchinfo
 	$(PY) bench/summary_speed.py
 	$(PY) bench/data_speed.py
@@ -57,7 +71,7 @@ bench: $(STAMP) data-if-possible
 	$(PY) bench/scratch_speed.py
 	$(PY) bench/train_speed.py
 
-test-all: $(STAMP) data
+test-all: $(TESTED) data
 	$(PY) -m pytest
 
 clean:

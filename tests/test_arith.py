@@ -197,6 +197,20 @@ def test_receptive_field_resnet18_stem_and_chain():
     assert pair[0].size == (3, 5)
 
 
+@pytest.mark.parametrize("bad, says", [
+    ("k3s2", "takes a list of layers"), (5, "takes a list of layers"), (["k3s2"], "layer 0 is 'k3s2'"),
+    ([(3, 1), 3], "layer 1 is 3"), ([()], "layer 0 is ()"), ([(3, 1, 0, 1, 2)], "layer 0 is (3, 1, 0, 1, 2)"),
+    ([(3, "a")], "stride must be an integer, got 'a'"), ([(3, 0)], "stride must be >= 1, got 0"),
+    ([(0,)], "kernel must be >= 1"), ([(3, 1, -1)], "padding must be >= 0"), ([{"s": 2}], "kernel must be an integer"),
+])
+def test_receptive_field_refuses_what_is_not_a_list_of_layers(bad, says):
+    with pytest.raises(ShapeError, match="receptive_field") as e:
+        arith.receptive_field(bad)
+    assert says in str(e.value)
+    if "must be" not in says:  # a malformed layer: the message shows the form to write
+        assert "(kernel, stride, padding, dilation)" in str(e.value)
+
+
 @given(layers=st.lists(st.tuples(st.integers(1, 5), st.integers(1, 2), st.integers(0, 2), st.integers(1, 2)),
                        min_size=1, max_size=5))
 def test_receptive_field_matches_gradient_support(layers):

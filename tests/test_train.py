@@ -79,7 +79,7 @@ def test_same_seed_same_metrics(mini):
 
 
 @pytest.mark.parametrize("stop_at", [3, 6, 8])  # mid-epoch 1, the first step of epoch 2, mid-epoch 2
-def test_resume_after_ctrl_c_gives_the_same_weights(mini, monkeypatch, stop_at):
+def test_resume_after_ctrl_c_gives_the_same_weights(mini, monkeypatch, capsys, stop_at):
     full = train(config=cfg(mini, out="runs/full"), progress=False)
     original = torch.optim.SGD.step
     calls = {"n": 0}
@@ -95,8 +95,15 @@ def test_resume_after_ctrl_c_gives_the_same_weights(mini, monkeypatch, stop_at):
     part = train(config=cfg(mini, out="runs/part"), progress=False)
     assert part.interrupted
     monkeypatch.setattr(torch.optim.SGD, "step", original)
+    capsys.readouterr()
     resumed = train(config=TrainConfig(out="runs/part", device="cpu", threads=1), resume=True, progress=False)
     assert not resumed.interrupted
+    # 6 steps an epoch: stopped after step N, it goes on with step N + 1 (1-based, like the epoch lines)
+    said = capsys.readouterr().out
+    if stop_at == 6:  # after epoch 1's last step, before its evaluation
+        assert "resuming from epoch 1, after its last batch (6 of 6; its evaluation next, then step 7 of" in said
+    else:
+        assert f"resuming from epoch {stop_at // 6 + 1}, batch {stop_at % 6 + 1} of 6 (step {stop_at + 1} of" in said
     wf, wr = final_weights(mini / "runs/full"), final_weights(mini / "runs/part")
     assert all(torch.equal(wf[k], wr[k]) for k in wf)
     assert [m["test_acc"] for m in resumed.metrics] == [m["test_acc"] for m in full.metrics]
@@ -330,9 +337,16 @@ def test_compare_and_report(mini, capsys):
     page = (mini / "runs/r2/report.html").read_text()
     assert "data:image/png;base64," in page and "test accuracy" in page and "conv1" in page
     assert "Inside the model" not in page
+    assert "Not evaluated yet: <code>convlab eval runs/r2</code>" in page
+    assert "note: no evaluation in it yet; 'convlab eval runs/r2'" in capsys.readouterr().out
     assert main(["viz", "runs/r2", "--what", "filters"]) == 0 and main(["report", "runs/r2"]) == 0
     page = (mini / "runs/r2/report.html").read_text()
     assert "Inside the model" in page and page.count("data:image/png;base64,") == 2  # curves, filters
+    capsys.readouterr()
+    assert main(["eval", "runs/r2"]) == 0 and main(["report", "runs/r2"]) == 0
+    page = (mini / "runs/r2/report.html").read_text()
+    assert "Not evaluated yet" not in page and page.count("data:image/png;base64,") == 3  # + confusion
+    assert "note: no evaluation" not in capsys.readouterr().out
     assert main(["compare", "runs/nope"]) == 2
 
 
@@ -341,3 +355,16 @@ def test_allocator_tuning_takes_effect_on_glibc():
     from convlab.training.device import tune_cpu_allocator
 
     assert tune_cpu_allocator() is True
+
+
+def test_config_yaml_records_the_device_augmentation_and_threads_that_ran(mini):
+    import yaml
+
+    run = train(config=cfg(mini, out="runs/resolved", device="auto", augment=None, max_steps=1), progress=False)
+    saved = yaml.safe_load((mini / "runs/resolved/config.yaml").read_text())
+    from convlab.data import default_augment, load
+
+    want_aug = str(default_augment(load("fashion-mnist", str(mini / "fm"))))
+    assert saved["device"] == ("cuda" if torch.cuda.is_available() else "cpu") == run.config.device
+    assert saved["augment"] == want_aug and want_aug != "None"
+    assert saved["threads"] == torch.get_num_threads() == 1

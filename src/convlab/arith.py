@@ -509,17 +509,25 @@ def receptive_field(layers: Iterable) -> list[RFStep]:
     >>> [r.size for r in receptive_field([(3, 1), (3, 1), (2, 2)])]
     [3, 5, 6]
     """
+    form = "each layer a (kernel, stride, padding, dilation) tuple or a dict with those keys, e.g. [(3, 1), (2, 2)]"
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, Iterable):
+        raise ShapeError(f"receptive_field takes a list of layers, {form}; got {type(layers).__name__} {layers!r}")
     out: list[RFStep] = []
     state: list[tuple[int, int, float]] | None = None
     paired_any = False
-    for layer in layers:
+    for i, layer in enumerate(layers):
         if isinstance(layer, dict):
             k, s, p, d = (layer.get("kernel", layer.get("k")), layer.get("stride", layer.get("s", 1)),
                           layer.get("padding", layer.get("p", 0)), layer.get("dilation", layer.get("d", 1)))
-        else:
+        elif isinstance(layer, (tuple, list)) and 1 <= len(layer) <= 4:
             vals = tuple(layer) + (1, 0, 1)[len(layer) - 1:]
             k, s, p, d = vals[:4]
+        else:
+            raise ShapeError(f"receptive_field: layer {i} is {layer!r}; {form}")
         paired, a = _as_pairs(kernel=k, stride=s, padding=p, dilation=d)
+        for name, minimum in (("kernel", 1), ("stride", 1), ("padding", 0), ("dilation", 1)):
+            for v in a[name]:
+                _check_int(name, v, minimum, f"receptive_field layer {i} {layer!r}")
         paired_any = paired_any or paired
         n = 2 if paired_any else 1
         if state is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -45,6 +46,10 @@ def _size_arg(text: str):
     if len(nums) == 2:
         return tuple(nums)
     raise argparse.ArgumentTypeError(f"expected an integer or H,W pair, got {text!r}")
+
+
+DATA_DIR_HELP = ("look for the dataset here first (default: $CONVLAB_DATA, ~/.cache/convlab, ./data, then the "
+                 "system location)")
 
 
 def _print_json(obj) -> None:
@@ -614,8 +619,12 @@ def cmd_compare(args) -> int:
 
 def cmd_report(args) -> int:
     from .training.report import report
+    from .training.rundir import RunDir
 
     print(report(args.run, args.out))
+    if not RunDir(args.run).pictures("confusion"):
+        print(f"note: no evaluation in it yet; 'convlab eval {args.run}' adds per-class accuracy and the confusion "
+              f"matrix, then run 'convlab report {args.run}' again")
     return EXIT_OK
 
 
@@ -652,7 +661,7 @@ def cmd_serve(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .training.config import DEVICES, INITS, OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES  # no torch: fast --help
+    from .training.config import DEVICES, FAMILY_DEFAULTS, INITS, OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES  # no torch: fast --help
 
     p = _Parser(prog="convlab", formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Design, check, inspect and train convolutional neural networks.",
@@ -663,6 +672,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "convlab <command> --help      # more on each command"))
     p.add_argument("--version", action="version", version=f"convlab {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def fam(key: str) -> str:
+        """' (default by model family: ...)' from the family recipes, so help and training cannot disagree."""
+        small, cifar, large = (FAMILY_DEFAULTS[f][key] for f in ("small", "resnet-cifar", "large"))
+        if small == cifar == large:
+            return f" (default {small})"
+        return f" (default: {small} small CNNs, {cifar} CIFAR ResNets/plain nets, {large} ImageNet-style)"
 
     def add(name: str, func: Callable, help: str, examples: Sequence[str]) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -676,29 +692,29 @@ def build_parser() -> argparse.ArgumentParser:
               "convlab size pool --in 7 --kernel 2 --ceil",
               "convlab size convT --in 7 --kernel 3 --stride 2 --padding 1 --output-padding 1 --json"])
     sp.add_argument("op", choices=["conv", "pool", "convT"], help="layer kind")
-    sp.add_argument("--in", dest="input", type=_size_arg, required=True, metavar="SIZE", help="input size: N or H,W")
-    sp.add_argument("--kernel", "-k", type=_size_arg, required=True, metavar="K", help="kernel size: K or KH,KW")
+    sp.add_argument("--in", dest="input", type=_size_arg, required=True, metavar="SIZE", help="input size in pixels: N or H,W")
+    sp.add_argument("--kernel", "-k", type=_size_arg, required=True, metavar="K", help="kernel size in pixels: K or KH,KW")
     sp.add_argument("--stride", "-s", type=_size_arg, default=None, metavar="S",
-                    help="stride (default 1; for pool: the kernel)")
+                    help="stride, in pixels (default 1; for pool: the kernel)")
     sp.add_argument("--padding", "-p", type=_size_arg, default=0, metavar="P",
-                    help="padding on each side (conv also takes 'same' or 'valid')")
-    sp.add_argument("--dilation", "-d", type=_size_arg, default=1, metavar="D", help="dilation (default 1)")
-    sp.add_argument("--ceil", action="store_true", help="pool: ceil_mode=True")
-    sp.add_argument("--output-padding", type=_size_arg, default=0, metavar="N", help="convT: output_padding")
-    sp.add_argument("--json", action="store_true", help="print JSON (output, formula, steps, dropped, dims)")
+                    help="padding on each side, in pixels (default 0; conv also takes 'same' or 'valid')")
+    sp.add_argument("--dilation", "-d", type=_size_arg, default=1, metavar="D", help="dilation: the gap between kernel taps (default 1)")
+    sp.add_argument("--ceil", action="store_true", help="pool: ceil_mode=True, a partial last window counts (default: floor)")
+    sp.add_argument("--output-padding", type=_size_arg, default=0, metavar="N", help="convT: output_padding, pixels added on one side (default 0)")
+    sp.add_argument("--json", action="store_true", help="print JSON (output, formula, steps, dropped, dims) instead of text")
 
     sp = add("solve", cmd_solve, "Every kernel/stride/padding/dilation that maps one size to another.",
              ["convlab solve --in 28 --out 14",
               "convlab solve --in 224 --out 112 --kernel 7 --json",
               "convlab solve --in 32 --out 32 --dilation 1 2"])
-    sp.add_argument("--in", dest="input", type=int, required=True, metavar="N", help="input size")
-    sp.add_argument("--out", dest="output", type=int, required=True, metavar="N", help="wanted output size")
+    sp.add_argument("--in", dest="input", type=int, required=True, metavar="N", help="input size in pixels")
+    sp.add_argument("--out", dest="output", type=int, required=True, metavar="N", help="wanted output size in pixels")
     sp.add_argument("--kernel", "-k", type=int, nargs="+", metavar="K", help="kernels to try (default 1..7)")
     sp.add_argument("--stride", "-s", type=int, nargs="+", metavar="S", help="strides to try (default 1..4)")
     sp.add_argument("--dilation", "-d", type=int, nargs="+", metavar="D", help="dilations to try (default 1..3)")
     sp.add_argument("--padding", "-p", type=int, nargs="+", metavar="P", help="paddings to try (default 0..k/2+1)")
-    sp.add_argument("--limit", type=int, default=12, help="rows to show (default 12)")
-    sp.add_argument("--all", action="store_true", help="show every solution")
+    sp.add_argument("--limit", type=int, default=12, metavar="N", help="rows to show (default 12)")
+    sp.add_argument("--all", action="store_true", help="show every solution (default: the first --limit)")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
     sp = add("chain", cmd_chain, "A whole size sequence through several conv/pool steps, each explained.",
@@ -706,7 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
               "convlab chain --in 28 conv:k5p2 pool:k2 conv:k5 pool:k2   # LeNet: 28 → 28 → 14 → 10 → 5",
               "convlab chain --in 224,224 k7s2p3 pool:k3s2p1 --verbose",
               "convlab chain --in 7 convT:k3s2p1op1 --json"])
-    sp.add_argument("--in", dest="input", type=_size_arg, required=True, metavar="SIZE", help="input size: N or H,W")
+    sp.add_argument("--in", dest="input", type=_size_arg, required=True, metavar="SIZE", help="input size in pixels: N or H,W")
     sp.add_argument("steps", nargs="+", help="steps like k3s2p1, pool:k2, convT:k4s2p1; xN repeats the step before")
     sp.add_argument("--verbose", "-v", action="store_true", help="print each step's full explanation")
     sp.add_argument("--json", action="store_true", help="print JSON")
@@ -719,8 +735,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--input", "-i", type=_shape_arg, metavar="C,H,W",
                         help="input shape (default: the zoo model's own, or the spec's input(...))")
         sp.add_argument("--batch", type=int, default=1, metavar="N", help="batch size for MACs and memory (default 1)")
-        sp.add_argument("--depth", type=int, default=None, metavar="N", help="fold rows nested deeper than N")
-        sp.add_argument("--num-classes", type=int, default=None, metavar="K", help="resize the last fc to K classes")
+        sp.add_argument("--depth", type=int, default=None, metavar="N", help="fold rows nested deeper than N (default: show every depth)")
+        sp.add_argument("--num-classes", type=int, default=None, metavar="K", help="resize the last fc to K classes (default: the model's own)")
 
     sp = add("summary", cmd_summary, "Every layer's output shape, parameters, MACs and receptive field.",
              ["convlab summary resnet18",
@@ -744,26 +760,27 @@ def build_parser() -> argparse.ArgumentParser:
              ["convlab data list", "convlab data info fashion-mnist", "convlab data fetch cifar10",
               "convlab data info folder:./my_images --json"])
     sp.add_argument("action", choices=["list", "info", "fetch"], help="what to do")
-    sp.add_argument("name", nargs="?", help="dataset name")
-    sp.add_argument("--data-dir", metavar="DIR", help="look here first (and fetch into it)")
+    sp.add_argument("name", nargs="?", help="dataset name for info and fetch (default: none; list shows them all)")
+    sp.add_argument("--data-dir", metavar="DIR", help="look here first and fetch into it (default: look in $CONVLAB_DATA, ~/.cache/convlab, ./data and the system location; fetch into ~/.cache/convlab)")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
     sp = add("train", cmd_train, "Train a model on a dataset: fast, reproducible, resumable runs.",
-             ["convlab train lenet-modern --data fashion-mnist           # 91% in 25-35 s on 2 cores",
+             ["convlab train lenet-modern --data fashion-mnist           # 91%; ~30 s of training on 2 CPU cores",
               "convlab train resnet20 --data cifar10 --epochs 30 --device cuda --precision bf16",
               "convlab train \"conv(32,3,p=1) bn relu maxpool(2) flatten fc(10)\" --data mnist --epochs 3",
-              "convlab train vgg-d2l --data fashion-mnist --resize 224 --epochs 10",
+              "convlab train vgg-d2l --data fashion-mnist --resize 224 --epochs 10   # a GPU job (CPU: ~50 min an epoch)",
               "convlab train lenet --recipe d2l                          # d2l's Trainer: SGD 0.1, Xavier init",
               "convlab train lenet --recipe d2l --init default           # the sigmoid LeNet that stays at 10%",
               "convlab train resnet20 --data fashion-mnist --option shortcut=B --out runs/r20b",
               "convlab train --out runs/r20b --resume                      # continue an interrupted run",
               "torchrun --nproc-per-node 2 -m convlab train resnet20 --data cifar10   # DDP"])
-    sp.add_argument("model", metavar="MODEL", nargs="?", help=model_help)
+    sp.add_argument("model", metavar="MODEL", nargs="?",
+                    help=model_help + " (default: required, except with --resume or a --config that names one)")
     g = sp.add_argument_group("data")
     g.add_argument("--data", metavar="NAME", help="dataset: fashion-mnist (default), mnist, cifar10, cifar100, folder:PATH")
-    g.add_argument("--data-dir", metavar="DIR", help="look for the dataset here first")
+    g.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     g.add_argument("--augment", metavar="SPEC", help="crop=N,flip,cutout=N or none (default: per dataset)")
-    g.add_argument("--resize", type=int, metavar="H", help="train and test at H×H (e.g. 96, 224)")
+    g.add_argument("--resize", type=int, metavar="H", help="train and test at H×H pixels, e.g. 96, 224 (default: the dataset's own size)")
     g = sp.add_argument_group("optimisation", textwrap.fill(
         "Defaults follow the model family. Small CNNs (LeNet, cifar-cnn, sepnet): 8 epochs, batch 256, "
         "SGD-Nesterov lr 0.2, wd 5e-4, one-cycle, label smoothing 0.1. CIFAR ResNets and plain nets: the ResNet "
@@ -771,48 +788,48 @@ def build_parser() -> argparse.ArgumentParser:
         "nets: 10 epochs, batch 128, lr 0.05, one-cycle. --recipe d2l instead: d2l's Trainer (plain SGD lr 0.1, "
         "constant, batch 128, 10 epochs, no augmentation, Xavier init). Flags override either. The resolved "
         "values are saved in the run's config.yaml.", 78))
-    g.add_argument("--recipe", choices=list(RECIPES), help="a named recipe in place of the model family's")
+    g.add_argument("--recipe", choices=list(RECIPES), help="a named recipe in place of the model family's (default: none, the family's)")
     g.add_argument("--init", choices=INITS,
                    help="conv/linear weights: torch's default, xavier (d2l's init_cnn) or kaiming (default: default; "
                         "--recipe d2l: xavier)")
-    g.add_argument("--epochs", type=int, help="passes over the training set")
-    g.add_argument("--batch-size", type=int, help="global batch size (split across torchrun processes)")
-    g.add_argument("--optimizer", choices=OPTIMIZERS, help="SGD with Nesterov momentum, or AdamW")
-    g.add_argument("--lr", type=float, help="peak learning rate")
-    g.add_argument("--momentum", type=float, help="SGD momentum (AdamW: beta1)")
-    g.add_argument("--weight-decay", type=float, help="on conv/linear weights; biases and norms are not decayed")
+    g.add_argument("--epochs", type=int, metavar="N", help="passes over the training set" + fam("epochs"))
+    g.add_argument("--batch-size", type=int, metavar="N", help="global batch size in images, split across torchrun processes" + fam("batch_size"))
+    g.add_argument("--optimizer", choices=OPTIMIZERS, help="SGD with Nesterov momentum, or AdamW" + fam("optimizer"))
+    g.add_argument("--lr", type=float, metavar="LR", help="peak learning rate for the global batch" + fam("lr"))
+    g.add_argument("--momentum", type=float, metavar="M", help="SGD momentum (AdamW: beta1)" + fam("momentum"))
+    g.add_argument("--weight-decay", type=float, metavar="WD", help="L2 on conv/linear weights; biases and norms are not decayed" + fam("weight_decay"))
     g.add_argument("--schedule", choices=SCHEDULES,
-                   help="onecycle: linear up then down to 0; step/paper: lr/10 at 50%% and 75%%")
-    g.add_argument("--warmup", type=float, help="fraction of the steps spent warming up")
-    g.add_argument("--label-smoothing", type=float, help="e.g. 0.1; 0 turns it off")
-    g.add_argument("--max-steps", type=int, help="stop after N optimizer steps")
+                   help="onecycle: linear up then down to 0; step/paper: lr/10 at 50%% and 75%%" + fam("schedule"))
+    g.add_argument("--warmup", type=float, metavar="F", help="fraction of the steps spent warming up, 0..1" + fam("warmup"))
+    g.add_argument("--label-smoothing", type=float, metavar="F", help="0..1; 0 turns it off" + fam("label_smoothing"))
+    g.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps (default: no limit)")
     g.add_argument("--eval-every", type=int, metavar="N", help="evaluate every N epochs (default 1)")
     g = sp.add_argument_group("hardware")
-    g.add_argument("--device", choices=DEVICES, help="auto: CUDA, then MPS, then CPU")
+    g.add_argument("--device", choices=DEVICES, help="auto: CUDA, then MPS, then CPU (default auto)")
     g.add_argument("--precision", choices=PRECISIONS,
-                   help="autocast dtype for the forward pass (bf16 on recent GPUs; fp16 adds loss scaling)")
+                   help="autocast dtype for the forward pass (default fp32; bf16 on recent GPUs; fp16 adds loss scaling)")
     g.add_argument("--channels-last", dest="channels_last", action="store_true", default=None,
-                   help="NHWC memory layout (the default; faster on CPU and tensor-core GPUs)")
-    g.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="keep NCHW")
-    g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    g.add_argument("--threads", type=int, help="CPU threads for torch")
+                   help="NHWC memory layout (default: on; faster on CPU and tensor-core GPUs)")
+    g.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="keep NCHW (default: channels-last)")
+    g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model (default: off)")
+    g.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's choice, usually one per core); results are bit-for-bit reproducible for the same count")
     g = sp.add_argument_group("run")
-    g.add_argument("--seed", type=int, help="same seed, same machine: the same metrics, bit for bit (default 0)")
+    g.add_argument("--seed", type=int, metavar="N", help="same seed, machine, torch build and --threads: the same metrics, bit for bit (default 0)")
     g.add_argument("--out", metavar="DIR", help="run directory (default: runs/NNN-model-data)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    g.add_argument("--config", metavar="FILE.yaml", help="read the config from YAML (flags override it)")
-    g.add_argument("--option", action="append", metavar="KEY=VALUE", help="zoo model option, e.g. shortcut=B")
-    g.add_argument("--no-progress", action="store_true", help="plain lines instead of a progress bar")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt (default: a new run)")
+    g.add_argument("--config", metavar="FILE.yaml", help="read the config from YAML; flags override it (default: none)")
+    g.add_argument("--option", action="append", metavar="KEY=VALUE", help="zoo model option, e.g. shortcut=B; repeatable (default: the model's own)")
+    g.add_argument("--no-progress", action="store_true", help="plain lines instead of a progress bar (default: a bar on a terminal or in Jupyter)")
 
     sp = add("eval", cmd_eval, "Evaluate a run or checkpoint: accuracy, per-class accuracy, confusion matrix.",
              ["convlab eval runs/001-lenet-modern-fashion-mnist",
               "convlab eval runs/001-lenet-modern-fashion-mnist/last.pt --split train --json"])
     sp.add_argument("run", metavar="RUN_OR_CHECKPOINT", help="a run directory (uses best.pt) or a .pt file")
     sp.add_argument("--data", metavar="NAME", help="dataset (default: the one it was trained on)")
-    sp.add_argument("--data-dir", metavar="DIR")
-    sp.add_argument("--split", choices=["test", "train"], default="test")
-    sp.add_argument("--device", choices=DEVICES, default="auto")
-    sp.add_argument("--out", metavar="DIR", help="where to write confusion.png/eval.json (default: the run)")
+    sp.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+    sp.add_argument("--split", choices=["test", "train"], default="test", help="which split (default test)")
+    sp.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA, then MPS, then CPU (default auto)")
+    sp.add_argument("--out", metavar="DIR", help="where to write confusion.png/eval.json (default: the run directory)")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
     sp = add("viz", cmd_viz, "Look inside a trained model: its first conv's filters and the feature maps of "
@@ -826,15 +843,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="layer(s) whose maps to draw (default every conv); the first conv among them for filters")
     sp.add_argument("--index", type=int, default=None, metavar="N", help="which image of the split (default 0)")
     sp.add_argument("--image", metavar="FILE", help="your own image (PNG/JPEG; needs Pillow), converted to the "
-                    "model's input: channels, size, the dataset's normalisation")
-    sp.add_argument("--invert", action="store_true", help="with --image: invert it (dark object on light → light on dark)")
+                    "model's input: channels, size, the dataset's normalisation (default: an image of --split)")
+    sp.add_argument("--invert", action="store_true", help="with --image: invert it, dark object on light → light on dark (default: off)")
     sp.add_argument("--after", choices=["conv", "activation"], default="conv",
                     help="maps after each conv (default) or after each activation, with blank channels marked")
-    sp.add_argument("--split", choices=["test", "train"], default="test")
+    sp.add_argument("--split", choices=["test", "train"], default="test", help="which split (default test)")
     sp.add_argument("--channels", type=int, default=16, metavar="K", help="maps drawn per layer (default 16)")
     sp.add_argument("--data", metavar="NAME", help="dataset (default: the one it was trained on)")
-    sp.add_argument("--data-dir", metavar="DIR")
-    sp.add_argument("--device", choices=DEVICES, default="auto")
+    sp.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+    sp.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA, then MPS, then CPU (default auto)")
     sp.add_argument("--out", metavar="DIR", help="where to write the PNGs (default: the run directory)")
 
     sp = add("inspect", cmd_inspect, "Inside a trained model: activation sparsity by depth, Grad-CAM, and its fc head "
@@ -851,16 +868,16 @@ def build_parser() -> argparse.ArgumentParser:
                          "as convolutions over a larger image")
     sp.add_argument("--images", type=int, metavar="N", help="activations: the first N images of the split (default 1000)")
     sp.add_argument("--index", type=int, nargs="+", metavar="N", help="gradcam: image(s) of the split (default 0)")
-    sp.add_argument("--image", metavar="FILE", help="gradcam, sliding: your own PNG/JPEG instead (needs Pillow)")
-    sp.add_argument("--invert", action="store_true", help="with --image: invert it (dark on light → light on dark)")
+    sp.add_argument("--image", metavar="FILE", help="gradcam, sliding: your own PNG/JPEG instead (needs Pillow; default: images of --split)")
+    sp.add_argument("--invert", action="store_true", help="with --image: invert it, dark on light → light on dark (default: off)")
     sp.add_argument("--class", dest="cls", metavar="NAME", help="gradcam: the class whose evidence to map "
                     "(name or number; default: the predicted one)")
     sp.add_argument("--layer", metavar="NAME", help="gradcam: the conv layer (default: the last one)")
     sp.add_argument("--canvas", type=int, metavar="N", help="sliding: tile N×N images of the split into one (default 4)")
-    sp.add_argument("--split", choices=["test", "train"], default="test")
+    sp.add_argument("--split", choices=["test", "train"], default="test", help="which split (default test)")
     sp.add_argument("--data", metavar="NAME", help="dataset (default: the one it was trained on)")
-    sp.add_argument("--data-dir", metavar="DIR")
-    sp.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    sp.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+    sp.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA, then MPS, then CPU (default auto)")
     sp.add_argument("--out", metavar="DIR", help="where to write the PNG/JSON (default: the run directory)")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
@@ -868,7 +885,7 @@ def build_parser() -> argparse.ArgumentParser:
              ["convlab compare runs/001-resnet20-cifar10 runs/002-plain20-cifar10 --plot compare.png",
               "convlab compare runs/* --json"])
     sp.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
-    sp.add_argument("--plot", metavar="FILE.png", help="write test accuracy and train loss curves here")
+    sp.add_argument("--plot", metavar="FILE.png", help="write test accuracy and train loss curves here (default: no plot)")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
     sp = add("report", cmd_report, "Write one self-contained HTML page for a run: curves, metrics, model, config.",
@@ -880,7 +897,7 @@ def build_parser() -> argparse.ArgumentParser:
              ["convlab tour", "convlab tour edges", "convlab tour parameters"])
     from . import tour  # imports nothing heavy: the topics import torch when they run
 
-    sp.add_argument("topic", nargs="?", help=", ".join(tour.TOPICS) + " (default: all)")
+    sp.add_argument("topic", nargs="?", help=", ".join(tour.TOPICS) + " (default: all, in this order)")
 
     sp = add("serve", cmd_serve, "A local playground in the browser: type a spec, see the table, the arithmetic and "
              "the errors change as you type.",
@@ -901,6 +918,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _say(message: str) -> None:
+    """Print an error on stderr, once under torchrun: every rank runs the same command on the same
+    arguments and data and fails the same way, so rank 0 speaks for all of them. Another rank waits
+    a few seconds first — torchrun stops it when rank 0 exits with the same failure — and speaks,
+    naming itself, only if it is still running then (a failure of its own). Every rank exits non-zero."""
+    rank = os.environ.get("RANK", "0")
+    if rank != "0" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import time
+
+        time.sleep(_OTHER_RANK_WAIT_S)
+        message = f"[rank {rank}] {message}"
+    print(message, file=sys.stderr)
+
+
+_OTHER_RANK_WAIT_S = 5.0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -911,14 +945,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return EXIT_USAGE if argv else EXIT_OK
         return int(args.func(args) or 0)
-    except UsageError as e:
-        print(f"convlab: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except ConvlabError as e:
-        print(f"convlab: error: {e}", file=sys.stderr)
+    except ConvlabError as e:  # UsageError included
+        _say(f"convlab: error: {e}")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("convlab: interrupted", file=sys.stderr)
+        _say("convlab: interrupted")
         return 130
     except BrokenPipeError:
         return EXIT_OK

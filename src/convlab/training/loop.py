@@ -38,7 +38,7 @@ from ..factory import make_model
 from . import head
 from .init import init_weights
 from .optim import lr_at, make_optimizer
-from .progress import _Estimate, _Reporter, _Tally, read_every
+from .progress import _Estimate, _Reporter, _Tally, live_display, read_every
 from .rundir import RunDir
 
 __all__ = ["Run", "evaluate", "train"]
@@ -180,6 +180,9 @@ def _prepare(model, data, config: TrainConfig | None, resume: bool, overrides: d
 
     if len(ds.train_x) < cfg.batch_size:
         raise UsageError(f"--batch-size {cfg.batch_size} is larger than the training set ({len(ds.train_x)})")
+    augment = Augment.parse(cfg.augment, default_augment(ds))
+    # config.yaml records what runs, not what was asked for: 'auto' and "the dataset's default" resolved
+    cfg.device, cfg.augment, cfg.threads = device.type, str(augment), torch.get_num_threads()
     rundir = start.rundir or RunDir.create(cfg, resume=False, main=d.main)
     if d.main and not resume:
         rundir.write_start(cfg, spec_text, summ)
@@ -189,7 +192,6 @@ def _prepare(model, data, config: TrainConfig | None, resume: bool, overrides: d
         net = net.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(net, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16" and device.type == "cuda")
-    augment = Augment.parse(cfg.augment, default_augment(ds))
     per_rank = cfg.batch_size // d.world
     train_batches = Batcher(ds.train_x, ds.train_y, ds.mean, ds.std, batch_size=per_rank, device=device,
                             train=True, augment=augment, seed=cfg.seed, rank=d.rank, world_size=d.world,
@@ -233,9 +235,18 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
     steps_per_epoch, total_steps = s.steps_per_epoch, s.total_steps
     start_epoch, start_batch, step, partial, metrics = (s.start.epoch, s.start.batch, s.start.step, s.start.partial,
                                                         s.start.metrics)
-    show = progress if progress is not None else sys.stderr.isatty()
+    show = progress if progress is not None else live_display()
     reporter = _Reporter(d.main, show, cfg.epochs)
     run = Run(rundir.path if d.main else None, cfg, metrics, s.start.best_acc, net)
+    if resume and d.main:
+        if start_epoch >= cfg.epochs or step >= total_steps:
+            print(f"{rundir.path} has finished its {step} steps; nothing to resume", flush=True)
+        elif start_batch >= steps_per_epoch:  # stopped after an epoch's last step, before its evaluation
+            print(f"resuming from epoch {start_epoch + 1}, after its last batch ({start_batch} of {steps_per_epoch}; "
+                  f"its evaluation next, then step {step + 1} of {total_steps}): {rundir.path}", flush=True)
+        else:  # 1-based, like the epoch lines: the next batch to train
+            print(f"resuming from epoch {start_epoch + 1}, batch {start_batch + 1} of {steps_per_epoch} "
+                  f"(step {step + 1} of {total_steps}): {rundir.path}", flush=True)
 
     def checkpoint(epoch: int, batch: int, part) -> None:
         # the weights are the same on every rank, so every rank takes the same branch here

@@ -39,8 +39,27 @@ class _Tally:
         return float(self.loss), int(self.correct), self.seen
 
 
+def live_display() -> bool:
+    """Whether a live progress bar can be drawn here: on a terminal, or in a Jupyter kernel where
+    ipywidgets is installed (rich draws its live display into an ipywidgets Output there; without it
+    rich only warns, so a notebook without ipywidgets gets the plain epoch lines)."""
+    import sys
+
+    if sys.stderr.isatty():
+        return True
+    if "ipykernel" not in sys.modules:
+        return False
+    from rich.console import Console
+
+    if not Console().is_jupyter:
+        return False
+    import importlib.util
+
+    return importlib.util.find_spec("ipywidgets") is not None
+
+
 class _Reporter:
-    """A rich progress bar per epoch on a terminal; one plain line per epoch otherwise."""
+    """A rich progress bar per epoch on a terminal or in Jupyter; one plain line per epoch otherwise."""
 
     def __init__(self, main: bool, show: bool, epochs: int):
         self.main, self.show, self.epochs = main, show and main, epochs

@@ -211,7 +211,9 @@ epoch(s) (best {pct(r['best_test_acc'])} at epoch {cell(r['best_epoch'])}), {cel
 {head}
 {_img(rd.curves)}
 <h2>Metrics</h2><table><tr>{''.join(f'<th>{k}</th>' for k in METRIC_KEYS)}</tr>{met_rows}</table>
-{('<h2>Evaluation</h2>' + confusions) if confusions else ''}
+<h2>Evaluation</h2>{confusions or f'<p>Not evaluated yet: <code>convlab eval {esc(str(p))}</code> writes the per-class '
+                 f'accuracy and the confusion matrix, then <code>convlab report {esc(str(p))}</code> again puts them '
+                 f'here.</p>'}
 {('<h2>Inside the model</h2><p>drawn by <code>convlab viz</code></p>' + inside) if inside else ''}
 <h2>Model</h2>{f'<pre>{esc(spec)}</pre>' if spec else ''}<pre>{esc(summary)}</pre>
 <h2>Config</h2><table>{cfg_rows}</table>
