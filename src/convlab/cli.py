@@ -467,7 +467,9 @@ def cmd_inspect(args) -> int:
         stats = ins.activation_stats(r.model, batches(list(range(n))), name=cfg.model, images=used)
         png = plot_sparsity(stats, target / f"activations-{args.split}.png")
         result = {**stats.to_dict(), "png": str(png), "json": str(target / f"activations-{args.split}.json")}
-        (target / f"activations-{args.split}.json").write_text(json.dumps(result, indent=2))
+        from .fileio import write_text
+
+        write_text(target / f"activations-{args.split}.json", json.dumps(result, indent=2))
         if args.json:
             _print_json(result)
             return EXIT_OK

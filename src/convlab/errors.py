@@ -50,3 +50,12 @@ class TrainingError(ConvlabError):
 class ConversionError(ConvlabError, ValueError):
     """A model that cannot be converted as asked (e.g. an fc head that cannot become convolutions): which
     layer, and why."""
+
+
+class WriteError(ConvlabError):
+    """A file convlab could not write (a full disk, a read-only or missing folder, a planted link): which file,
+    and why; the previous version of the file is left as it was."""
+
+
+class RunError(ConvlabError):
+    """A run directory, checkpoint or run file that cannot be used: which file, which key, what was expected."""

@@ -18,9 +18,12 @@ def save(fig, path, tight: bool = True) -> Path:
     """Lay out (unless a colour bar placed by hand says not to), write as PNG, and free the figure."""
     if tight:
         fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _plt().close(fig)
-    return Path(path)
+    from .fileio import save_figure
+
+    try:
+        return save_figure(fig, path, dpi=110)
+    finally:
+        _plt().close(fig)
 
 
 def _style(ax, ylabel: str, title: str) -> None:

@@ -71,7 +71,9 @@ def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:
     array = np.ascontiguousarray(array, dtype=np.uint8)
     head = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     data = head + array.tobytes()
-    Path(path).write_bytes(gzip.compress(data) if compress else data)
+    from ..fileio import write_bytes
+
+    write_bytes(path, gzip.compress(data) if compress else data)
 
 
 def check_labels(path, labels: np.ndarray, num_classes: int, n_images: int | None = None) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import tarfile
-import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,10 +168,14 @@ def _file(folder: Path, f: str) -> Path:
 
 def _download(url: str, dest: Path, expect_md5: str | None, progress: bool) -> None:
     """Fetch ``url`` to ``dest`` through a temp name; rename only once the checksum matches."""
+    import hashlib
+
+    from ..fileio import atomic_open
+
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    digest = hashlib.md5()
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as resp:
+        with atomic_open(dest, f" (downloading {url})") as out, urllib.request.urlopen(url, timeout=30) as resp:
             total = int(resp.headers.get("Content-Length") or 0)
             bar = None
             if progress:
@@ -185,19 +188,16 @@ def _download(url: str, dest: Path, expect_md5: str | None, progress: bool) -> N
             try:
                 while chunk := resp.read(1 << 16):
                     out.write(chunk)
+                    digest.update(chunk)
                     if bar:
                         bar.advance(task, len(chunk))
             finally:
                 if bar:
                     bar.stop()
-        if expect_md5 and md5(Path(tmp).read_bytes()) != expect_md5:
-            raise DataError(f"{url}: checksum mismatch (expected md5 {expect_md5}); nothing was kept")
-        os.replace(tmp, dest)
+            if expect_md5 and digest.hexdigest() != expect_md5:  # raised inside: the file is not kept
+                raise DataError(f"{url}: checksum mismatch (expected md5 {expect_md5}); nothing was kept")
     except OSError as e:
         raise DataError(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def fetch(name: str, data_dir=None, progress: bool = True) -> Path:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ..errors import ConvlabError
+from ..fileio import atomic_open
 
 
 def _unwrap(model):
@@ -18,8 +17,8 @@ def _unwrap(model):
 
 def save_checkpoint(path: Path, model, optimizer, scaler, cfg, *, epoch: int, batch: int, step: int,
                     best_acc: float, partial) -> None:
-    """Write model, optimizer, schedule position, RNG states and config to ``path`` via a temp file
-    and ``os.replace``, so a crash never leaves a half-written checkpoint under the real name."""
+    """Write model, optimizer, schedule position, RNG states and config to ``path`` through the one writer
+    (:mod:`convlab.fileio`), so a crash never leaves a half-written checkpoint under the real name."""
     from .. import __version__
 
     state = {
@@ -36,15 +35,8 @@ def save_checkpoint(path: Path, model, optimizer, scaler, cfg, *, epoch: int, ba
         "config": cfg.to_dict(),
         "version": __version__,
     }
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(path) as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:

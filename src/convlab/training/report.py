@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
+from ..fileio import write_text
 from .config import TrainConfig
 from .rundir import METRIC_KEYS, RunDir
 
@@ -145,7 +146,7 @@ def evaluate_run(run: str, data: str | None = None, data_dir: str | None = None,
               "confusion_png": str(target.confusion_png(split)), "json": str(target.eval_json(split))}
     plot_confusion(confusion.numpy(), ds.classes, target.confusion_png(split),
                    title=f"{cfg.model} on {ds.name} ({split}): {100 * result['accuracy']:.2f}%")
-    target.eval_json(split).write_text(json.dumps(result, indent=2))
+    write_text(target.eval_json(split), json.dumps(result, indent=2))
     return result
 
 
@@ -185,7 +186,7 @@ def report(run: str | Path, out: str | Path | None = None) -> Path:
             return "–"
         if isinstance(v, float):
             return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
-        return str(v)
+        return esc(str(v))  # every value read from the run's files is escaped
 
     def pct(v):
         return "–" if v is None else f"{100 * v:.2f}%"
@@ -219,5 +220,5 @@ epoch(s) (best {pct(r['best_test_acc'])} at epoch {cell(r['best_epoch'])}), {cel
 <h2>Config</h2><table>{cfg_rows}</table>
 </body></html>"""
     target = Path(out) if out else p / "report.html"
-    target.write_text(page)
+    write_text(target, page)
     return target

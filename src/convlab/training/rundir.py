@@ -14,12 +14,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import shutil
 from pathlib import Path
 
 from ..errors import UsageError
+from ..fileio import atomic_open, write_text
 
 METRIC_KEYS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "images_per_s", "epoch_s", "wall_s"]
 
@@ -96,11 +98,11 @@ class RunDir:
     def write_start(self, cfg, spec_text: str | None, summary) -> None:
         import yaml
 
-        (self.path / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        write_text(self.path / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         if spec_text:
-            (self.path / "model.spec").write_text(spec_text + "\n")
-        (self.path / "summary.txt").write_text(str(summary))
-        (self.path / "summary.json").write_text(summary.to_json())
+            write_text(self.path / "model.spec", spec_text + "\n")
+        write_text(self.path / "summary.txt", str(summary))
+        write_text(self.path / "summary.json", summary.to_json())
         for name in ("metrics.jsonl", "metrics.csv"):
             (self.path / name).unlink(missing_ok=True)
 
@@ -109,19 +111,17 @@ class RunDir:
         self._write(rows)
 
     def _write(self, rows: list[dict]) -> None:
-        tmp = self.path / "metrics.jsonl.tmp"
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        tmp.replace(self.path / "metrics.jsonl")
-        with open(self.path / "metrics.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=METRIC_KEYS)
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: r.get(k) for k in METRIC_KEYS})
+        write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, fieldnames=METRIC_KEYS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k) for k in METRIC_KEYS})
+        write_text(self.path / "metrics.csv", buf.getvalue())
 
     def copy_best(self) -> None:
-        tmp = self.path / ".best.pt.tmp"
-        shutil.copyfile(self.last, tmp)
-        tmp.replace(self.best)
+        with atomic_open(self.best) as f, open(self.last, "rb") as src:
+            shutil.copyfileobj(src, f)
 
     def plot(self, rows: list[dict]) -> None:
         from ..viz import plot_curves
