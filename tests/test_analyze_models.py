@@ -274,8 +274,9 @@ class TinyViT(nn.Module):
 def test_vit_counts_its_attention():
     model = TinyViT()
     s = assert_exact(model, (2, 3, 16, 16))
-    attn = sum(r.macs for r in s.rows if r.type == "MultiheadAttention")
-    assert attn > s.macs / 4  # the share a ViT used to lose
+    attn = [r for r in s.rows if r.type == "MultiheadAttention"]
+    assert sum(r.macs for r in attn) > s.macs / 4  # the share a ViT used to lose
+    assert all(r.trainable_params == sum(p.numel() for p in model.blocks[0]["attn"].parameters()) for r in attn)
 
 
 # -- tensors moved or made inside forward ------------------------------------------------------

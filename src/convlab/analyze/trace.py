@@ -232,6 +232,8 @@ class _Tracer:
                 return functools.partial(self._call_lazy, m, name)
             own = _owned(m)
             self.all_owned.extend(own)
+            if isinstance(m, torch.nn.MultiheadAttention):  # its out_proj's weights are used, never called
+                own = own + _owned(m.out_proj)
             return functools.partial(self._call, m, name, own, rules.leaf_rule(m), m.forward)
 
         lazy = [m for _, m in [("", self.model), *self.modules] if _is_lazy(m)]
