@@ -142,6 +142,13 @@ def test_lazy_module_called_twice_counts_once_and_a_lazy_model_can_be_summarised
     assert is_lazy(m.conv.weight)
 
 
+def test_a_lazy_layer_as_the_whole_model():
+    m = nn.LazyLinear(10)
+    s = convlab.summary(m, (5,), batch_size=3)
+    assert (s.trainable_params, s.macs, s.output_shape, s.model) == (60, 150, [3, 10], "LazyLinear")
+    assert is_lazy(m.weight) and type(m) is nn.LazyLinear
+
+
 def test_lazy_model_keeps_working_for_real_afterwards():
     m = d2l_lenet()
     convlab.summary(m, (1, 28, 28))

@@ -43,9 +43,10 @@ def summary_of_module(model, input_shape, batch_size: int) -> Summary:
     from ..plan import check_input_shape
 
     shape = check_input_shape(input_shape) if len(tuple(input_shape)) == 3 else tuple(int(v) for v in input_shape)
-    tracer = _Tracer(model)
     x = torch.empty((batch_size, *shape), device="meta")
     x._cl_rf = ((1, 1, 0.0), (1, 1, 0.0)) if len(shape) == 3 else None
+    # a lazy model itself (nn.LazyLinear(10)): its meta twin is traced, the user's stays lazy
+    tracer = _Tracer(_lazy_twin(model, (x,), {}) if _is_lazy(model) else model)
     out = tracer.run(x)
     rows = tracer.rows()
     aggregate(rows)
