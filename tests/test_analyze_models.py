@@ -249,6 +249,12 @@ def test_multihead_attention_macs_equal_flop_counter(head_dim, heads, length, ot
     model = Attn(e, heads, *kd, bias_kv=bias_kv, zero_attn=zero_attn, batch_first=batch_first)
     s = assert_exact(model, (2, length, e))
     attn = next(r for r in s.rows if r.name == "attn")
+    seen = []
+    hook = model.attn.register_forward_hook(lambda m, i, o: seen.append([list(t.shape) for t in o if t is not None]))
+    with torch.no_grad():
+        model(torch.randn(2, length, e))
+    hook.remove()
+    assert attn.output_shape == seen[0]  # the output and the head-averaged weights
     assert attn.macs > 0 and any("attention" in rule for rule in s.rules)
 
 
@@ -401,3 +407,24 @@ def test_repr_is_the_table_and_html_for_notebooks():
     s = convlab.summary(d2l_lenet(), (1, 28, 28))
     assert repr(s) == str(s) and "LazyConv2d" in repr(s) and len(repr(s)) < 6000
     assert s._repr_html_() == s.to_html() and s._repr_html_().startswith("<table")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(["mean", "sum", "amax", "amin"]),
+       st.one_of(st.none(), st.integers(-4, 3), st.lists(st.integers(-4, 3), min_size=1, max_size=3, unique=True)),
+       st.booleans())
+def test_reductions_have_torchs_shapes(op, dim, keepdim):
+    class Reduce(nn.Module):
+        def forward(self, x):
+            if dim is None:
+                return getattr(x, op)()
+            return getattr(x, op)(dim, keepdim=keepdim)
+
+    x = torch.randn(2, 3, 4, 5)
+    try:
+        expect = list(Reduce()(x).shape)
+    except (RuntimeError, IndexError):
+        with pytest.raises(convlab.errors.ShapeError):
+            convlab.summary(Reduce(), (3, 4, 5), batch_size=2)
+        return
+    assert convlab.summary(Reduce(), (3, 4, 5), batch_size=2).output_shape == expect
