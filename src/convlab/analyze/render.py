@@ -78,7 +78,7 @@ def totals_lines(s) -> list[str]:
         f"MACs: {integer(s.macs)} ({si(s.macs)}); FLOPs = 2·MACs = {si(s.flops)}",
         f"parameter memory: {nbytes(s.param_bytes)}; activations kept for backward "
         f"(leaf outputs, float32, batch {s.batch_size}): {nbytes(s.activation_bytes)}",
-    ]
+    ] + [f"MACs not counted: {t}" for t in getattr(s, "uncounted", ())]
 
 
 def markdown(s) -> str:

@@ -54,7 +54,7 @@ class Row:
         return d
 
 
-@dataclass
+@dataclass(repr=False)
 class Summary:
     """What :func:`summary` returns: rows in call order and totals; renders as table/markdown/csv/json."""
 
@@ -69,6 +69,8 @@ class Summary:
     activation_bytes: int
     output_shape: Optional[list] = None
     rules: tuple = RULES
+    # ops convlab saw but does not count, as footnotes: "3 einsum calls in blocks.2.attn"
+    uncounted: tuple = ()
 
     HEAD = _render.HEAD
 
@@ -91,6 +93,7 @@ class Summary:
                        "params": self.params, "macs": self.macs, "flops": self.flops,
                        "param_bytes": self.param_bytes, "activation_bytes": self.activation_bytes},
             "rules": list(self.rules),
+            **({"macs_not_counted": list(self.uncounted)} if self.uncounted else {}),
         }
 
     def to_json(self) -> str:
@@ -128,6 +131,14 @@ class Summary:
 
     def __str__(self) -> str:
         return _render.text(self)
+
+    def __repr__(self) -> str:
+        """The table, as ``print`` shows it: what a REPL echoes."""
+        return _render.text(self)
+
+    def _repr_html_(self) -> str:
+        """The HTML table, for Jupyter."""
+        return _render.html(self)
 
 
 def rf_dict(rf) -> Optional[dict]:

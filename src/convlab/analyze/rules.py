@@ -267,7 +267,38 @@ def _getitem_rule(tr, args, kwargs):
     return _meta(shape, x, rf)
 
 
+def _reduce_rule(tr, args, kwargs):
+    """x.mean(dim, keepdim), sum, amax, amin: the reduced shape (torch's meta path for these runs its
+    Python reference implementation, ~1 ms a call); a 4-D result over the same map keeps the field."""
+    x = args[0]
+    dim = _arg(args, kwargs, 1, "dim", None)
+    keep = _arg(args, kwargs, 2, "keepdim", False)
+    dtype = kwargs.get("dtype")
+    if len(args) > 3 or not isinstance(keep, bool) or (dtype is None and not x.is_floating_point()) or x.dim() == 0:
+        return NotImplemented
+    nd = x.dim()
+    if dim is None:
+        dims = set(range(nd))
+    elif isinstance(dim, int):
+        dims = {dim % nd} if -nd <= dim < nd else None
+    elif isinstance(dim, (tuple, list)) and dim and all(isinstance(d, int) and -nd <= d < nd for d in dim):
+        dims = {d % nd for d in dim}
+        if len(dims) != len(dim):  # a dimension twice: torch's own error
+            return NotImplemented
+    else:
+        dims = None
+    if dims is None:
+        return NotImplemented
+    shape = [1 if i in dims else n for i, n in enumerate(x.shape)] if keep else \
+        [n for i, n in enumerate(x.shape) if i not in dims]
+    rf = rf_of(x) if nd == 4 and len(shape) == 4 and shape[2:] == list(x.shape[2:]) else None
+    out = _meta(shape, x, rf)
+    return out if dtype is None else out.to(dtype)
+
+
 OP_RULES: dict[str, Callable[[Any, tuple, dict], Any]] = {
+    # reductions over given dimensions
+    "mean": _reduce_rule, "sum": _reduce_rule, "amax": _reduce_rule, "amin": _reduce_rule,
     # layers
     "conv2d": _conv_rule,
     "linear": _linear_rule,
@@ -357,6 +388,33 @@ def _mha_macs(args, kwargs, out):
     macs += 2 * n * tgt * attended * e
     macs += n * tgt * math.prod(a["out_proj_weight"].shape)
     return macs
+
+
+def _mha_rule(tr, args, kwargs):
+    """F.multi_head_attention_forward answered by shape (torch's meta run decomposes every projection
+    in Python): the attended output (L, N, E) and the weights (N, L, S), per head when not averaged."""
+    b = _mha_signature().bind(*args, **kwargs)
+    b.apply_defaults()
+    a = b.arguments
+    q, k, v = a["query"], a["key"], a["value"]
+    e, heads = a["embed_dim_to_check"], a["num_heads"]
+    if q.dim() not in (2, 3) or k.dim() != q.dim() or v.dim() != q.dim() or a["out_proj_weight"] is None:
+        return NotImplemented
+    if q.shape[-1] != e or e % heads or k.shape[:-1] != v.shape[:-1] or (q.dim() == 3 and k.shape[1] != q.shape[1]):
+        return NotImplemented  # torch's own checks and message
+    tr.add_macs(_mha_macs(args, kwargs, None))
+    tr.attention = True
+    out = _meta((*q.shape[:-1], a["out_proj_weight"].shape[0]), q)
+    if not a["need_weights"]:
+        return out, None
+    attended = a["static_k"].shape[1] if a["static_k"] is not None else k.shape[0] + (a["bias_k"] is not None)
+    attended += bool(a["add_zero_attn"])
+    lead = (q.shape[1],) if q.dim() == 3 else ()
+    per_head = () if a["average_attn_weights"] else (heads,)
+    return out, _meta((*lead, *per_head, q.shape[0], attended), q)
+
+
+OP_RULES["multi_head_attention_forward"] = _mha_rule
 
 
 COUNTED_OPS: dict[str, Callable[[tuple, dict, Any], int]] = {

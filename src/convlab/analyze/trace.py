@@ -26,6 +26,15 @@ _PASSTHROUGH = {"dim", "size", "numel", "__get__", "is_floating_point", "_set_gr
 
 _INPLACE_DUNDER = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__setitem__"}
 
+# factories that make a tensor from sizes alone: created on meta during a summary (no activations)
+_FACTORIES = {"zeros", "ones", "empty", "full", "rand", "randn", "randint", "randperm", "arange", "linspace",
+              "logspace", "eye", "empty_strided", "normal", "tril_indices", "triu_indices"}
+# matrix products convlab does not count (its MACs are conv and linear layers): named in a footnote
+_UNCOUNTED = {"matmul", "__matmul__", "__rmatmul__", "bmm", "mm", "einsum", "baddbmm", "addmm", "addbmm", "mv",
+              "tensordot", "bilinear", "scaled_dot_product_attention"}
+# moves between devices: a meta tensor stays on meta (a dtype change still applies)
+_MOVES = {"to", "cpu", "cuda", "mps", "xpu"}
+
 
 def summary_of_module(model, input_shape, batch_size: int) -> Summary:
     """Trace ``model`` on a meta batch of ``input_shape`` and total its rows (shared tensors once)."""
@@ -34,9 +43,10 @@ def summary_of_module(model, input_shape, batch_size: int) -> Summary:
     from ..plan import check_input_shape
 
     shape = check_input_shape(input_shape) if len(tuple(input_shape)) == 3 else tuple(int(v) for v in input_shape)
-    tracer = _Tracer(model)
     x = torch.empty((batch_size, *shape), device="meta")
     x._cl_rf = ((1, 1, 0.0), (1, 1, 0.0)) if len(shape) == 3 else None
+    # a lazy model itself (nn.LazyLinear(10)): its meta twin is traced, the user's stays lazy
+    tracer = _Tracer(_lazy_twin(model, (x,), {}) if _is_lazy(model) else model)
     out = tracer.run(x)
     rows = tracer.rows()
     aggregate(rows)
@@ -55,7 +65,9 @@ def summary_of_module(model, input_shape, batch_size: int) -> Summary:
               and not isinstance(r.output_shape[0], list))
     extra = (rules.ATTENTION_RULE,) if tracer.attention else ()
     return Summary(type(model).__name__, shape, batch_size, rows, trainable, non_trainable, tracer.total_macs, pbytes,
-                   act, _out_shape(out), rules=RULES + extra)
+                   act, _out_shape(out), rules=RULES + extra,
+                   uncounted=tuple(f"{n} {op} call{'s' if n > 1 else ''} in {where}"
+                                   for (op, where), n in tracer.uncounted.items()))
 
 
 def _out_shape(out):
@@ -202,6 +214,8 @@ class _Tracer:
         self.all_owned = _owned(model)  # the root's tensors here; every submodule's are added in run()
         self.twins: dict[int, object] = {}  # lazy modules' materialised meta twins, by id of the module
         self.twin_owned: dict[int, list] = {}
+        self.temps: dict[int, object] = {}  # real tensors made during the forward (kept alive: ids stay unique)
+        self.uncounted: dict[tuple[str, str], int] = {}  # (op, module name) -> calls
         self.attention = False  # an attention op was counted: its rule is stated in the summary
 
     def run(self, x):
@@ -219,6 +233,8 @@ class _Tracer:
                 return functools.partial(self._call_lazy, m, name)
             own = _owned(m)
             self.all_owned.extend(own)
+            if isinstance(m, torch.nn.MultiheadAttention):  # its out_proj's weights are used, never called
+                own = own + _owned(m.out_proj)
             return functools.partial(self._call, m, name, own, rules.leaf_rule(m), m.forward)
 
         lazy = [m for _, m in [("", self.model), *self.modules] if _is_lazy(m)]
@@ -328,6 +344,15 @@ class _Tracer:
         name = getattr(func, "__name__", "")
         if name in _PASSTHROUGH:
             return func(*args, **kwargs)
+        if name in _MOVES and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
+            return self._move(name, args, kwargs)
+        if name in _FACTORIES and getattr(func, "__module__", "") == "torch" and \
+                not any(isinstance(a, torch.Tensor) for a in (*args, *kwargs.values())):
+            kwargs = {k: v for k, v in kwargs.items() if k not in ("generator", "pin_memory")}
+            return self.fallback(func, args, {**kwargs, "device": "meta"})
+        if name in _UNCOUNTED:
+            where = self.stack[-1].name if self.stack else "the model's own forward"
+            self.uncounted[(name, where)] = self.uncounted.get((name, where), 0) + 1
         rule = rules.OP_RULES.get(name)
         if rule is not None:
             a0 = args[0] if args else kwargs.get("tensors")
@@ -338,14 +363,46 @@ class _Tracer:
         if name.endswith("_") and not name.startswith("__") or name in _INPLACE_DUNDER:
             a0 = args[0] if args else None
             if isinstance(a0, torch.Tensor) and not a0.is_meta:
-                return a0  # never modify the user's tensors (e.g. num_batches_tracked += 1)
+                if id(a0) not in self.temps:
+                    return a0  # never modify the user's tensors (e.g. num_batches_tracked += 1)
+                if not any(isinstance(a, torch.Tensor) and a.is_meta for a in (*args, *kwargs.values())):
+                    return self._real(func, args, kwargs)  # a tensor made inside forward: changed for real
         out = self.fallback(func, args, kwargs)
         count = rules.COUNTED_OPS.get(name)
         if count is not None:
+            if name.startswith("conv") and isinstance(out, torch.Tensor) and 0 in out.shape[-(out.dim() - 1):]:
+                raise self.error(f"{name} gives an empty output {list(out.shape)} (a spatial size below 1); use "
+                                 f"less padding, a smaller kernel or dilation, or a larger input")
             self.add_macs(count(args, kwargs, out))
             if name == "multi_head_attention_forward":
                 self.attention = True
         return out
+
+    def _move(self, name, args, kwargs):
+        """x.to(device), x.cpu(), x.to(other), x.to(device, dtype): the tensor stays on meta; only a dtype
+        (given, or the other tensor's) is applied."""
+        import torch
+
+        x = args[0]
+        dtype = kwargs.get("dtype")
+        if name == "to":
+            for a in args[1:]:
+                if isinstance(a, torch.dtype):
+                    dtype = a
+                elif isinstance(a, torch.Tensor):
+                    dtype = a.dtype
+        if dtype is None or dtype == x.dtype:
+            return x
+        with torch._C.DisableTorchFunction():
+            out = x.to(dtype=dtype)
+        out._cl_rf = rules.rf_of(x)
+        return out
+
+    def _real(self, func, args, kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (RuntimeError, ValueError, IndexError, TypeError) as e:
+            raise self.error(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
 
     def fallback(self, func, args, kwargs):
         import torch
@@ -354,9 +411,12 @@ class _Tracer:
         if not kwargs and all(not isinstance(a, (torch.Tensor, list, tuple, dict)) or
                               (isinstance(a, torch.Tensor) and a.is_meta and a.dim() != 4) for a in args):
             try:
-                return func(*args)  # e.g. x.dim(), x.size(1) on a meta tensor: nothing to convert
+                out = func(*args)  # e.g. x.dim(), x.size(1) on a meta tensor: nothing to convert
             except (RuntimeError, ValueError, IndexError, TypeError) as e:
                 raise self.error(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+            if isinstance(out, torch.Tensor) and not out.is_meta:
+                self.temps[id(out)] = out
+            return out
 
         flat = tree_flatten((args, kwargs))[0]
         tensors = [t for t in flat if isinstance(t, torch.Tensor)]
@@ -368,6 +428,8 @@ class _Tracer:
         except (RuntimeError, ValueError, IndexError, TypeError) as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise self.error(msg) from None
+        if isinstance(out, torch.Tensor) and not out.is_meta:
+            self.temps[id(out)] = out  # made inside forward (torch.tensor(...)): in-place changes may run
         if isinstance(out, torch.Tensor) and out.is_meta and out.dim() == 4 and rules.rf_of(out) is None:
             ins = [t for t in tensors if t.dim() == 4 and t.shape[2:] == out.shape[2:] and t is not out]
             rf = rules.merge_rfs([rules.rf_of(t) for t in ins]) if ins else None
