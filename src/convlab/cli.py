@@ -188,6 +188,39 @@ def cmd_summary(args) -> int:
     return EXIT_OK
 
 
+def cmd_draw(args) -> int:
+    import re
+
+    from .draw import FORMATS, draw
+    from .errors import UsageError
+
+    fmt = args.format
+    if fmt is None:
+        suffix = Path(args.out).suffix.lstrip(".").lower() if args.out else ""
+        fmt = suffix if suffix in FORMATS else "svg"
+    if args.out == "-":
+        if fmt in ("png", "pdf"):
+            raise UsageError(f"--out - writes text to the terminal; --format {fmt} needs a file name")
+    if args.depth is not None and args.depth < 0:
+        raise UsageError(f"--depth must be 0 or more, got {args.depth}")
+    d = draw(args.model, args.input, view=args.view, depth=args.depth, blocks=args.block,
+             num_classes=args.num_classes)
+    if args.out == "-":
+        sys.stdout.write(d.render(fmt).decode("utf-8"))
+        return EXIT_OK
+    if args.out:
+        out = Path(args.out)
+    else:
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", d.label).strip("-.")[:60] or "model"
+        part = "-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", args.block).strip("-.")[:40] if args.block else ""
+        out = Path(f"{stem}{part}-{args.view}.{fmt}")
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists; convlab does not overwrite it — give another --out or add --force")
+    d.save(out, fmt)
+    print(f"wrote {out} ({fmt}, {args.view} view)")
+    return EXIT_OK
+
+
 def cmd_check(args) -> int:
     from .analyze.checks import Finding, warnings_for
     from .errors import ShapeError
@@ -750,6 +783,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", "-f", choices=["table", "markdown", "csv", "json", "html"], default="table",
                     help="output format (default: table)")
     sp.add_argument("--json", action="store_true", help="same as --format json")
+
+    sp = add("draw", cmd_draw, "A picture of a model: every layer, branch and shortcut with its output shape.",
+             ["convlab draw resnet20                                # resnet20-graph.svg here",
+              "convlab draw resnet20:shortcut=B --block layer2.0 --format png   # the strided block",
+              "convlab draw resnet20 --block conv1,bn1,relu --out stem.png",
+              "convlab draw resnet50 --depth 1 --format png",
+              "convlab draw lenet --view volumes",
+              "convlab draw mypackage.models:Net --input 3,64,64 --format json --out -"])
+    sp.add_argument("model", metavar="MODEL", help=model_help)
+    sp.add_argument("--input", "-i", type=_shape_arg, metavar="C,H,W",
+                    help="input shape (default: the zoo model's own, or the spec's input(...))")
+    sp.add_argument("--out", "-o", metavar="FILE",
+                    help="where to write it, or - for the terminal (default: MODEL-VIEW.FORMAT in this folder)")
+    sp.add_argument("--format", "-f", choices=["svg", "png", "pdf", "dot", "json"], default=None,
+                    help="svg, png, pdf (need Graphviz for the graph view), dot or json (default: from --out's "
+                         "suffix, else svg)")
+    sp.add_argument("--view", choices=["graph", "volumes"], default="graph",
+                    help="graph: boxes and arrows; volumes: feature maps as boxes (default: graph)")
+    sp.add_argument("--depth", type=int, default=None, metavar="N",
+                    help="fold blocks nested deeper than N into one box (default: every layer)")
+    sp.add_argument("--block", metavar="NAMES", default=None,
+                    help="draw only these layers or blocks, comma-separated, e.g. layer2.0 (default: the whole model)")
+    sp.add_argument("--num-classes", type=int, default=None, metavar="K",
+                    help="resize the last fc to K classes (default: the model's own)")
+    sp.add_argument("--force", action="store_true", help="overwrite --out if it exists (default: refuse)")
 
     sp = add("check", cmd_check, "Catch shape bugs and likely mistakes before anything runs (exit 1 on errors).",
              ["convlab check \"conv(16,3) maxpool(2) conv(64,7) flatten fc(10)\" --input 3,8,8",

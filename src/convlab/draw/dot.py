@@ -58,6 +58,10 @@ def to_dot(g: Graph, title: str | None = None) -> str:
             label = f"{short}: {n.settings}"
         elif n.kind == "concat" or n.kind == "op":
             label = f"{n.settings} → {dims(n.output_shape)}"
+        elif n.kind == "block":
+            label = f"{mod}  {n.settings}\n{dims(n.output_shape)}"
+        elif n.settings.split(" ")[0] == short:
+            label = f"{n.settings}\n{dims(n.output_shape)}"
         elif n.settings.lower() == short.lower() or n.settings == n.type:
             label = f"{short}  {n.settings}\n{dims(n.output_shape)}" if n.settings != short else \
                 f"{short}\n{dims(n.output_shape)}"
