@@ -143,9 +143,12 @@ def draw(model, input_shape=None, *, view: str = "graph", depth: int | None = No
     if ref.kind == "module":
         module = ref.module
     else:
+        import torch
+
         from ..builder import build
 
-        module = build(ref.spec, shape, num_classes)
+        with torch.device("meta"):  # the structure only: no weights are made (a VGG's 138M stay unallocated)
+            module = build(ref.spec, shape, num_classes)
     g = graph_of_module(module, tuple(s.input_shape), depth, label)
     if blocks:
         g = select(g, list(blocks))
