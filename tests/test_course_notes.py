@@ -38,7 +38,6 @@ from convlab.errors import ShapeError
 from convlab.factory import create_model
 
 OPEN = {
-    "draw": "open: pictures of architectures (`convlab draw`, the architecture-pictures issue)",
     "degradation": "open: the degradation experiment (`convlab experiment degradation`)",
 }
 
@@ -806,10 +805,16 @@ def _r20(shortcut="B"):
     return convlab.summary(f"resnet20:shortcut={shortcut}")
 
 
-def _draw(tmp_path, block: str) -> None:
+def _draw(tmp_path, block: str) -> dict:
+    """The picture's graph as ``convlab draw --format json`` writes it: {name: node}, and the edges."""
+    import json
+
     out = tmp_path / "picture.json"
     assert main(["draw", "resnet20:shortcut=B", "--block", block, "--format", "json", "--out", str(out)]) == 0
-    assert out.stat().st_size > 0
+    g = json.loads(out.read_text())
+    nodes = {n["name"]: n for n in g["nodes"]}
+    assert nodes["input"]["kind"] == "input" and nodes["output"]["kind"] == "output"
+    return {"nodes": nodes, "edges": g["edges"], "adds": [n for n in nodes if nodes[n]["kind"] == "add"]}
 
 
 def test_resnet20_note__initial_conv_16x32x32():
@@ -822,10 +827,11 @@ def test_resnet20_note__initial_conv_16x32x32():
     assert s["conv1"] == s["bn1"] == s["relu"] == (16, 32, 32)
 
 
-@_open("draw")
 def test_resnet20_note__initial_layer_picture(tmp_path):
     """[figure] 'TODO: Insert image here' — the stem."""
-    _draw(tmp_path, "conv1,bn1,relu")
+    g = _draw(tmp_path, "conv1,bn1,relu")
+    assert g["nodes"]["input"]["output_shape"] == [1, 3, 32, 32]
+    assert g["nodes"]["conv1"]["settings"] == "conv 3×3 p1" and g["nodes"]["output"]["output_shape"] == [1, 16, 32, 32]
 
 
 def test_resnet20_note__block1_three_times_16x32x32():
@@ -841,10 +847,12 @@ def test_resnet20_note__block1_three_times_16x32x32():
     assert _shapes("resnet20", None)["layer1"] == (16, 32, 32)
 
 
-@_open("draw")
 def test_resnet20_note__block1_picture(tmp_path):
     """[figure] 'TODO: Insert image here' — a block of stage 1."""
-    _draw(tmp_path, "layer1.0")
+    g = _draw(tmp_path, "layer1.0")
+    assert g["nodes"]["input"]["output_shape"] == g["nodes"]["output"]["output_shape"] == [1, 16, 32, 32]
+    assert g["adds"] == ["layer1.0.add"]
+    assert {e["from"] for e in g["edges"] if e["to"] == "layer1.0.add"} == {"input", "layer1.0.bn2"}  # the skip
 
 
 def test_resnet20_note__block2_first_conv_stride_2_gives_32x16x16():
@@ -882,10 +890,12 @@ def test_resnet20_note__block2_repeated_with_stride_1():
     assert _shapes("resnet20", None)["layer2"] == (32, 16, 16)
 
 
-@_open("draw")
 def test_resnet20_note__block2_picture(tmp_path):
     """[figure] 'TODO: Insert image here' — the strided block with its 1×1 shortcut."""
-    _draw(tmp_path, "layer2.0")
+    g = _draw(tmp_path, "layer2.0")
+    assert g["nodes"]["layer2.0.downsample"]["settings"] == "1×1 conv s2 → 32×16×16, bn"
+    assert {e["from"] for e in g["edges"] if e["to"] == "layer2.0.add"} == {"layer2.0.downsample", "layer2.0.bn2"}
+    assert g["nodes"]["output"]["output_shape"] == [1, 32, 16, 16]
 
 
 def test_resnet20_note__block3_64x8x8():
@@ -895,10 +905,11 @@ def test_resnet20_note__block3_64x8x8():
     assert len(create_model("resnet20").layer3) == 3
 
 
-@_open("draw")
 def test_resnet20_note__block3_picture(tmp_path):
     """[figure] 'TODO: Insert image here' — stage 3."""
-    _draw(tmp_path, "layer3")
+    g = _draw(tmp_path, "layer3")
+    assert len(g["adds"]) == 3 and g["nodes"]["output"]["output_shape"] == [1, 64, 8, 8]
+    assert g["nodes"]["input"]["output_shape"] == [1, 32, 16, 16]
 
 
 def test_resnet20_note__final_avgpool_8x8_and_fc_64_to_10():
@@ -911,10 +922,11 @@ def test_resnet20_note__final_avgpool_8x8_and_fc_64_to_10():
     assert torch.allclose(m.gap(x), nn.AvgPool2d(8)(x), atol=1e-6)
 
 
-@_open("draw")
 def test_resnet20_note__final_layer_picture(tmp_path):
     """[figure] 'TODO: Insert image here' — the pooling and fc head."""
-    _draw(tmp_path, "gap,flatten,fc")
+    g = _draw(tmp_path, "gap,flatten,fc")
+    assert g["nodes"]["gap"]["output_shape"] == [1, 64, 1, 1] and g["nodes"]["fc"]["settings"] == "fc 64→10"
+    assert g["nodes"]["output"]["output_shape"] == [1, 10]
 
 
 def test_resnet20_note__for_cifar10_with_10_classes():
