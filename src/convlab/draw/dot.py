@@ -86,7 +86,8 @@ def to_dot(g: Graph, title: str | None = None) -> str:
             typ, shape = g.clusters.get(name, ("", None))
             label = f"{name} ({typ}) → {dims(shape)}" if typ else name
             out.append(f"{indent}subgraph {_q('cluster_' + name)} {{")
-            out.append(f'{indent}  label={_q(label)}; labeljust=l; fontsize=11; style="rounded"; '
+            # the label padded: dot sizes a cluster by its nodes, and a long label would touch its border
+            out.append(f'{indent}  label={_q(label + "    ")}; labeljust=l; fontsize=11; style="rounded"; margin=10; '
                        f'color="{"#8da0bb" if depth == 0 else "#c4cfdd"}"; '
                        f'bgcolor="{"#fbfcfe" if depth == 0 else "#ffffff"}";')
             emit(sub, indent + "  ", depth + 1)
