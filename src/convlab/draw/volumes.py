@@ -347,6 +347,11 @@ def layout(summary, *, title=None, max_width=None, fold_blocks=None):
         vols[i].line = len(lines) - 1
         vols[i].x = x + (cw - (cols[i][0] + cols[i][2] * ox)) / 2
         x += cw + GAP
+    fit = int((max_width - 2 * MARGIN) / ((FONT + 3) * CHAR_W))  # a long spec as title is cut to the width
+    if title and len(title) > fit:
+        title = title[:fit - 1] + "…"
+    width = max([2 * MARGIN + _text_w(title or "", FONT + 3)]
+                + [2 * MARGIN + sum(cols[i][3] for i in ln) + GAP * (len(ln) - 1) for ln in lines])
     prims: list[Prim] = []
     y = MARGIN
     if title:
@@ -354,11 +359,10 @@ def layout(summary, *, title=None, max_width=None, fold_blocks=None):
                           cls="title"))
         y += FONT + 3 + 8
     arc_label = {a.end: a for a in arcs}
-    width = max(MARGIN + sum(cols[i][3] for i in ln) + GAP * (len(ln) - 1) + MARGIN for ln in lines)
     for li, ln in enumerate(lines):
         has_arc = any(vols[a.start].line == li or vols[a.end].line == li for a in arcs)
         any_label = any(a.label for a in arcs if vols[a.end].line == li)
-        top_room = (34.0 if has_arc else 0.0) + (FONT + 2 if any_label else 0.0)
+        top_room = (40.0 if has_arc else 0.0) + (FONT + 2 if any_label else 0.0)
         up = max(cols[i][1] / 2 + cols[i][2] * oy for i in ln)  # above the centre line
         down = max(cols[i][1] / 2 for i in ln)
         cy = y + top_room + up
@@ -382,11 +386,11 @@ def layout(summary, *, title=None, max_width=None, fold_blocks=None):
             if v.kernel and i > 0 and len(vols[i - 1].shape) == 3 and vols[i - 1].line == li:
                 _kernel(prims, vols[i - 1], v)
         # residual arcs
-        for a in arcs:
+        for k, a in enumerate(arcs):  # neighbours alternate in height so touching arcs stay apart
             s, e = vols[a.start], vols[a.end]
             if s.line > li or e.line < li:
                 continue
-            _arc(prims, a, s, e, li, y + top_room - 6, width, arc_label)
+            _arc(prims, a, s, e, li, y + top_room - 14 + 8 * (k % 2), width, arc_label)
         y = label_y + 2 * FONT + 3 + 22
     height = y - 22 + MARGIN
     return math.ceil(width), math.ceil(height), prims, vols, arcs
@@ -444,14 +448,9 @@ def _arc(prims, a, s, e, li, top, width, arc_label):
         g = v.geom
         return (g["x0"] + (g["x1"] - g["x0"] + g["dx"]) / 2, g["y0"] + g["dy"] - 2)
     color = "#6a3d9a"
-    if s.line == li and e.line == li:
-        p0, p3 = anchor(s), anchor(e)
-    elif s.line == li:
-        p0, p3 = anchor(s), (width - 4, top + 24)
-    elif e.line == li:
-        p0, p3 = (4, top + 24), anchor(e)
-    else:
-        p0, p3 = (4, top + 24), (width - 4, top + 24)
+    # a piece that runs off to the right margin, or in from the left one, leaves and enters level
+    p0 = anchor(s) if s.line == li else (4.0, top)
+    p3 = anchor(e) if e.line == li else (width - 4.0, top)
     c1, c2 = (p0[0], top), (p3[0], top)
     prims.append(Prim("curve", (p0, c1, c2, p3), stroke=color, width=1.4, cls="arc",
                       data=(("block", a.block), ("from", "input" if a.start == 0 else s.name), ("to", e.name))))
