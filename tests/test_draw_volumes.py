@@ -35,10 +35,13 @@ def _expected_maps(s):
     return out
 
 
-@pytest.mark.parametrize("model", ["lenet", "lenet-modern", "vgg11", "cifar-cnn"])
+RES_SPEC = "conv(8,3) residual(proj)[conv(16,3,s=2,p=1) bn] res(16) res(32,s=2) gap flatten fc(10)"
+
+
+@pytest.mark.parametrize("model", ["lenet", "lenet-modern", "vgg11", "cifar-cnn", "resnet18", "resnet20", RES_SPEC])
 def test_one_box_per_feature_map_with_the_summary_shapes(model):
-    s = summary(model)
-    svg = render_volumes(s)
+    s = summary(model, (3, 16, 16) if model == RES_SPEC else None)
+    svg = render_volumes(s, fold_blocks=False)
     root, boxes = _boxes(svg)
     assert [b.get("data-shape") for b in boxes] == [shape_text(x) for x in _expected_maps(s)]
     shape_texts = [t.text for t in root.iter(NS + "text") if t.get("class") == "shape"]
@@ -163,3 +166,21 @@ def test_png_and_pdf(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     pdf = render_volumes_png(s, tmp_path / "lenet.pdf")
     assert pdf.read_bytes()[:5] == b"%PDF-"
+
+
+def test_kernels_only_where_the_layer_reads_the_map_before_it():
+    import torch
+    import torch.nn as nn
+
+    class TwoBranches(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            return torch.cat([self.a(x), self.b(x)], 1)
+
+    root, boxes = _boxes(render_volumes(summary(TwoBranches(), (3, 8, 8))))
+    assert [b.get("data-name") for b in boxes] == ["input", "a", "b"]
+    # b reads the input (3×8×8), not a's 4×8×8 map: no kernel drawn from a onto b
+    assert [p.get("data-of") for p in root.iter(NS + "polygon") if p.get("class") == "kernel"] == ["a"]

@@ -49,6 +49,7 @@ class Volume:
     kind: str  # input, conv, pool, fc, flatten, block, other
     label: str  # the layer in the spec language's words
     kernel: Optional[tuple] = None  # (kh, kw) read from the previous volume
+    in_shape: Optional[tuple] = None  # what the layer read, without the batch (None: unknown)
     # filled by the layout
     x: float = 0.0
     line: int = 0
@@ -249,6 +250,8 @@ def _plan(summary, fold: bool):
             if v is None and shape != vols[-1].shape:
                 v = Volume(r.name, shape, "other", r.type.lower())
             if v is not None:
+                if r.input_shape and not isinstance(r.input_shape[0], list):
+                    v.in_shape = tuple(r.input_shape[1:])
                 vols.append(v)
         i += 1
     while pending:
@@ -383,7 +386,9 @@ def layout(summary, *, title=None, max_width=None, fold_blocks=None):
         # kernels and their projections onto the next volume
         for i in ln:
             v = vols[i]
-            if v.kernel and i > 0 and len(vols[i - 1].shape) == 3 and vols[i - 1].line == li:
+            # only where the layer reads the map drawn before it (a branch of a module is no chain)
+            if (v.kernel and i > 0 and len(vols[i - 1].shape) == 3 and vols[i - 1].line == li
+                    and v.in_shape == vols[i - 1].shape):
                 _kernel(prims, vols[i - 1], v)
         # residual arcs
         for k, a in enumerate(arcs):  # neighbours alternate in height so touching arcs stay apart
