@@ -337,7 +337,7 @@ def layout(summary, *, title=None, max_width=None, fold_blocks=None):
     for v in vols:
         t, h, z = box_size(v.shape)
         box_w = t + z * ox
-        label_w = max(_text_w(shape_text(v.shape)), _text_w(v.label), _text_w(_short(v.name), FONT - 1))
+        label_w = max(_text_w(shape_text(v.shape)), _text_w(v.label))
         cols.append((t, h, z, max(box_w, label_w)))
     # wrap into lines
     lines: list[list[int]] = [[]]
@@ -361,7 +361,6 @@ def layout(summary, *, title=None, max_width=None, fold_blocks=None):
         prims.append(Prim("text", (MARGIN, y + FONT + 3), text=title, size=FONT + 3, anchor="start", stroke="none",
                           cls="title"))
         y += FONT + 3 + 8
-    arc_label = {a.end: a for a in arcs}
     for li, ln in enumerate(lines):
         has_arc = any(vols[a.start].line == li or vols[a.end].line == li for a in arcs)
         any_label = any(a.label for a in arcs if vols[a.end].line == li)
@@ -395,14 +394,10 @@ def layout(summary, *, title=None, max_width=None, fold_blocks=None):
             s, e = vols[a.start], vols[a.end]
             if s.line > li or e.line < li:
                 continue
-            _arc(prims, a, s, e, li, y + top_room - 14 + 8 * (k % 2), width, arc_label)
+            _arc(prims, a, s, e, li, y + top_room - 14 + 8 * (k % 2), width)
         y = label_y + 2 * FONT + 3 + 22
     height = y - 22 + MARGIN
     return math.ceil(width), math.ceil(height), prims, vols, arcs
-
-
-def _short(name: str) -> str:
-    return name
 
 
 def _box(prims, v, t):
@@ -447,7 +442,7 @@ def _kernel(prims, src, dst):
         prims.append(Prim("line", (c, tip), stroke="#8b1a1a", width=0.7, dash=True, cls="projection"))
 
 
-def _arc(prims, a, s, e, li, top, width, arc_label):
+def _arc(prims, a, s, e, li, top, width):
     """A residual arc over the chain; split at a line break (each half runs to the margin)."""
     def anchor(v):
         g = v.geom
@@ -480,8 +475,8 @@ def render_volumes(summary, *, title=None, max_width=None, fold_blocks=None) -> 
     standalone SVG string: same summary, same bytes. ``title``: a line above the picture (default:
     the model's name); ``max_width``: wrap width in px (default :data:`MAX_WIDTH`); ``fold_blocks``:
     see :func:`plan_volumes`."""
-    w, h, prims, _, _ = layout(summary, title=getattr(summary, "model", None) if title is None else title, max_width=max_width,
-                               fold_blocks=fold_blocks)
+    title = getattr(summary, "model", None) if title is None else title
+    w, h, prims, _, _ = layout(summary, title=title, max_width=max_width, fold_blocks=fold_blocks)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
            f'font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="{FONT}">',
            f'<rect width="{w}" height="{h}" fill="#ffffff"/>']
@@ -522,8 +517,8 @@ def render_volumes_png(summary, path, *, title=None, max_width=None, fold_blocks
 
     from ..fileio import save_figure
 
-    w, h, prims, _, _ = layout(summary, title=getattr(summary, "model", None) if title is None else title, max_width=max_width,
-                               fold_blocks=fold_blocks)
+    title = getattr(summary, "model", None) if title is None else title
+    w, h, prims, _, _ = layout(summary, title=title, max_width=max_width, fold_blocks=fold_blocks)
     fig = Figure(figsize=(w / 100, h / 100), dpi=100)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, w)
@@ -536,7 +531,8 @@ def render_volumes_png(summary, path, *, title=None, max_width=None, fold_blocks
                                  joinstyle="round"))
         elif p.kind == "line":
             (x1, y1), (x2, y2) = p.pts
-            ax.plot([x1, x2], [y1, y2], color=p.stroke, linewidth=p.width * pt, linestyle=(0, (3, 2)) if p.dash else "-")
+            ax.plot([x1, x2], [y1, y2], color=p.stroke, linewidth=p.width * pt,
+                    linestyle=(0, (3, 2)) if p.dash else "-")
         elif p.kind == "curve":
             curve = MPath(p.pts, [MPath.MOVETO, MPath.CURVE4, MPath.CURVE4, MPath.CURVE4])
             ax.add_patch(PathPatch(curve, facecolor="none", edgecolor=p.stroke, linewidth=p.width * pt))
