@@ -507,10 +507,8 @@ def render_volumes(summary, *, title=None, max_width=None, fold_blocks=None) -> 
 
 def render_volumes_png(summary, path, *, title=None, max_width=None, fold_blocks=None, dpi=100):
     """The same picture drawn with matplotlib and saved to ``path`` (.png or .pdf, by its suffix) through
-    convlab's atomic writer; 1 px of the SVG = 1 px of the PNG at ``dpi`` 100. Returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    convlab's atomic writer; 1 px of the SVG = 1 px of the PNG at ``dpi`` 100. A bare Figure (no pyplot):
+    the user's matplotlib backend is left alone. Returns the path."""
     from matplotlib.figure import Figure
     from matplotlib.patches import PathPatch, Polygon
     from matplotlib.path import Path as MPath
