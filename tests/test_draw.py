@@ -14,7 +14,7 @@ from torch.overrides import TorchFunctionMode
 import convlab
 from convlab import zoo
 from convlab.cli import main
-from convlab.draw import draw
+from convlab.drawing import draw
 from convlab.errors import ShapeError, UsageError
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")

@@ -10,7 +10,7 @@ from strategies import chains
 
 import convlab
 from convlab.analyze import summary
-from convlab.draw.volumes import (box_size, plan_volumes, render_volumes, render_volumes_png, shape_text)
+from convlab.drawing.volumes import (box_size, plan_volumes, render_volumes, render_volumes_png, shape_text)
 from convlab.errors import ConvlabError, ShapeError
 
 NS = "{http://www.w3.org/2000/svg}"
@@ -184,3 +184,27 @@ def test_kernels_only_where_the_layer_reads_the_map_before_it():
     assert [b.get("data-name") for b in boxes] == ["input", "a", "b"]
     # b reads the input (3×8×8), not a's 4×8×8 map: no kernel drawn from a onto b
     assert [p.get("data-of") for p in root.iter(NS + "polygon") if p.get("class") == "kernel"] == ["a"]
+
+
+def test_draw_volumes_as_png_pdf_and_depth_folds_blocks(tmp_path):
+    # convlab.draw's volumes view: PNG/PDF bytes from the same layout; --depth 1 folds resnet20's nine
+    # blocks (they sit at depth 1), --depth 2 draws every conv
+    folded = convlab.draw("resnet20", view="volumes", depth=1)
+    full = convlab.draw("resnet20", view="volumes", depth=2)
+    assert folded.fold_blocks is True and full.fold_blocks is False
+    kinds = lambda d: [v.kind for v in plan_volumes(d.summary, d.fold_blocks)[0]]  # noqa: E731
+    assert kinds(folded).count("block") == 9
+    assert kinds(full).count("block") == 0 and kinds(full).count("conv") == 19
+    assert folded.render("png")[:8] == b"\x89PNG\r\n\x1a\n"
+    assert full.save(tmp_path / "r.pdf").read_bytes()[:4] == b"%PDF"
+    assert folded.render("png") != full.render("png")
+
+
+def test_draw_cli_volumes_png(tmp_path, capsys):
+    from convlab.cli import main
+
+    out = tmp_path / "lenet.png"
+    assert main(["draw", "lenet", "--view", "volumes", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["draw", "lenet", "--view", "volumes", "--format", "dot", "--out", str(tmp_path / "x")]) == 2
+    assert "no DOT text" in capsys.readouterr().err

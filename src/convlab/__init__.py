@@ -31,6 +31,8 @@ _LAZY = {
     "fully_convolutional": "convlab.inspect",
     "activation_stats": "convlab.inspect",
     "gradcam": "convlab.inspect",
+    "draw": "convlab.drawing",
+    "Diagram": "convlab.drawing",
 }
 
 _MODULES = {"scratch"}

@@ -191,7 +191,7 @@ def cmd_summary(args) -> int:
 def cmd_draw(args) -> int:
     import re
 
-    from .draw import FORMATS, draw
+    from .drawing import FORMATS, draw
     from .errors import UsageError
 
     fmt = args.format

@@ -1,4 +1,4 @@
-"""Graphviz DOT for a :class:`~convlab.draw.graph.Graph`, and the ``dot`` binary that lays it out.
+"""Graphviz DOT for a :class:`~convlab.drawing.graph.Graph`, and the ``dot`` binary that lays it out.
 
 Graphviz's ``dot`` is the field's layout engine for layered graphs (Keras' plot_model, torchview and
 Netron's exports use it); convlab writes the DOT text itself and runs the binary, so no Python

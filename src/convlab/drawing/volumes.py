@@ -505,15 +505,21 @@ def render_volumes(summary, *, title=None, max_width=None, fold_blocks=None) -> 
     return "\n".join(out) + "\n"
 
 
-def render_volumes_png(summary, path, *, title=None, max_width=None, fold_blocks=None, dpi=100):
-    """The same picture drawn with matplotlib and saved to ``path`` (.png or .pdf, by its suffix) through
-    convlab's atomic writer; 1 px of the SVG = 1 px of the PNG at ``dpi`` 100. A bare Figure (no pyplot):
-    the user's matplotlib backend is left alone. Returns the path."""
+def fold_for_depth(summary, depth: Optional[int]) -> Optional[bool]:
+    """``--depth`` in the volumes view's words: None (fold long nets), or fold each residual block into
+    one volume when ``depth`` does not reach inside the shallowest block (resnet20: blocks sit at depth 1,
+    so ``--depth 1`` folds them and ``--depth 2`` draws every layer)."""
+    if depth is None:
+        return None
+    rows = getattr(summary, "rows", [])
+    block_depths = [r.depth for i, r in enumerate(rows) if _is_block(r, rows, i)]
+    return bool(block_depths) and depth <= min(block_depths)
+
+
+def _figure(summary, *, title=None, max_width=None, fold_blocks=None):
     from matplotlib.figure import Figure
     from matplotlib.patches import PathPatch, Polygon
     from matplotlib.path import Path as MPath
-
-    from ..fileio import save_figure
 
     title = getattr(summary, "model", None) if title is None else title
     w, h, prims, _, _ = layout(summary, title=title, max_width=max_width, fold_blocks=fold_blocks)
@@ -539,5 +545,28 @@ def render_volumes_png(summary, path, *, title=None, max_width=None, fold_blocks
             ha = {"middle": "center", "start": "left", "end": "right"}[p.anchor]
             ax.text(x, y, p.text, fontsize=p.size * pt, ha=ha, va="baseline",
                     color=p.fill if p.fill != "none" else "#111111", family="DejaVu Sans")
+    return fig
+
+
+def render_volumes_image(summary, fmt: str = "png", *, title=None, max_width=None, fold_blocks=None,
+                         dpi=100) -> bytes:
+    """The same picture drawn with matplotlib, as PNG or PDF bytes; 1 px of the SVG = 1 px of the PNG at
+    ``dpi`` 100. A bare Figure (no pyplot): the user's matplotlib backend is left alone."""
+    import io
+
+    if fmt not in ("png", "pdf"):
+        raise UsageError(f"the volumes view is drawn as svg, png or pdf, not {fmt!r}")
+    fig = _figure(summary, title=title, max_width=max_width, fold_blocks=fold_blocks)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=dpi, metadata={"Software": None} if fmt == "png" else None)
+    return buf.getvalue()
+
+
+def render_volumes_png(summary, path, *, title=None, max_width=None, fold_blocks=None, dpi=100):
+    """:func:`render_volumes_image` saved to ``path`` (.png or .pdf, by its suffix) through convlab's atomic
+    writer. Returns the path."""
+    from ..fileio import write_bytes
+
     fmt = "pdf" if str(path).lower().endswith(".pdf") else "png"
-    return save_figure(fig, path, dpi=dpi, format=fmt, metadata={"Software": None} if fmt == "png" else None)
+    return write_bytes(path, render_volumes_image(summary, fmt, title=title, max_width=max_width,
+                                                  fold_blocks=fold_blocks, dpi=dpi))

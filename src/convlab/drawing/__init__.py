@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import ConvlabError, UsageError
+from ..errors import UsageError
 
 __all__ = ["draw", "Diagram", "FORMATS", "VIEWS"]
 
@@ -23,8 +23,10 @@ VIEWS = ("graph", "volumes")
 class Diagram:
     """A drawn model: ``.to_svg()``, ``.to_dot()``, ``.to_json()``, ``.save(path)``; shows in notebooks."""
 
-    def __init__(self, view: str, label: str, graph=None, summary=None, title: str | None = None):
+    def __init__(self, view: str, label: str, graph=None, summary=None, title: str | None = None,
+                 fold_blocks: bool | None = None):
         self.view = view
+        self.fold_blocks = fold_blocks
         self.label = label
         self.graph = graph
         self.summary = summary
@@ -57,7 +59,7 @@ class Diagram:
     def to_svg(self) -> str:
         if self._svg is None:
             if self.graph is None:
-                self._svg = _volumes(self.summary, self.title)
+                self._svg = _volumes(self.summary, self.title, self.fold_blocks)
             else:
                 from .dot import render
 
@@ -74,10 +76,12 @@ class Diagram:
             return self.to_dot().encode("utf-8")
         if fmt == "svg":
             return self.to_svg().encode("utf-8")
+        if self.graph is None:  # the volumes view: the same layout drawn by matplotlib
+            from .volumes import render_volumes_image
+
+            return render_volumes_image(self.summary, fmt, title=self.title, fold_blocks=self.fold_blocks)
         from .dot import render
 
-        if self.graph is None:  # the volumes SVG, rasterised by Graphviz is not possible: say so
-            raise UsageError(f"the volumes view is written as SVG; --format {fmt} is for --view graph")
         return render(self.to_dot(), fmt)
 
     def save(self, path, fmt: str | None = None) -> Path:
@@ -100,13 +104,10 @@ class Diagram:
         return f"Diagram({self.label!r}, view='graph', {len(self.graph.nodes)} nodes, {len(self.graph.edges)} edges)"
 
 
-def _volumes(summary, title):
-    try:
-        from .volumes import render_volumes
-    except ImportError:
-        raise ConvlabError("the volumes view is not available in this convlab (convlab.draw.volumes is missing); "
-                           "use --view graph") from None
-    return render_volumes(summary, title=title)
+def _volumes(summary, title, fold_blocks=None):
+    from .volumes import render_volumes
+
+    return render_volumes(summary, title=title, fold_blocks=fold_blocks)
 
 
 def draw(model, input_shape=None, *, view: str = "graph", depth: int | None = None, blocks=None,
@@ -132,12 +133,15 @@ def draw(model, input_shape=None, *, view: str = "graph", depth: int | None = No
     ref = resolve_model(model)
     shape = input_shape if input_shape is not None else ref.input_shape
     # the summary first: the same checks and errors as 'convlab summary' (and the volumes view's data)
-    s = summary(ref, shape, depth=depth, num_classes=num_classes)
     label = ref.label
-    if view == "volumes":
+    if view == "volumes":  # every row: the view folds residual blocks itself (--depth says whether)
         if blocks:
             raise UsageError("--block is for the graph view")
-        return Diagram("volumes", label, summary=s, title=title)
+        from .volumes import fold_for_depth
+
+        s = summary(ref, shape, num_classes=num_classes)
+        return Diagram("volumes", label, summary=s, title=title, fold_blocks=fold_for_depth(s, depth))
+    s = summary(ref, shape, depth=depth, num_classes=num_classes)
     from .graph import graph_of_module, select
 
     if ref.kind == "module":
