@@ -806,6 +806,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--label-smoothing", type=float, metavar="F", help="0..1; 0 turns it off" + fam("label_smoothing"))
     g.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps (default: no limit)")
     g.add_argument("--eval-every", type=int, metavar="N", help="evaluate every N epochs (default 1)")
+    g.add_argument("--log-every", type=int, metavar="K", help="every K steps, write the training loss, error and "
+                   "gradient norms per layer to steps.jsonl (default: off)")
     g = sp.add_argument_group("hardware")
     g.add_argument("--device", choices=DEVICES, help="auto: CUDA, then MPS, then CPU (default auto)")
     g.add_argument("--precision", choices=PRECISIONS,
