@@ -320,11 +320,21 @@ def degradation(out: str | Path, depths: list[int] = (20, 56), preset: str = "qu
     if out.exists() and any(out.iterdir()) and not resume:
         raise UsageError(f"{out} already holds files; continue that experiment with --resume, or give another --out")
     out.mkdir(parents=True, exist_ok=True)
+    plan_file = out / "experiment.json"
+    if resume and plan_file.is_file():  # the experiment's own recipe, whatever the flags say now
+        saved = json.loads(plan_file.read_text())
+        p, depths, seed, data = Preset(**saved["preset"]), saved["depths"], saved["seed"], saved["data"]
+    elif resume:
+        raise UsageError(f"{out} holds no experiment.json: nothing to resume there (leave out --resume to start one)")
+    else:
+        write_text(plan_file, json.dumps({"preset": p.to_dict(), "depths": depths, "seed": seed,
+                                          "data": data or p.data}, indent=2) + "\n")
     ds = _dataset(p, data, data_dir)
     names = member_names(depths)
     spe = len(ds.train_x) // p.batch_size
     t0 = time.perf_counter()
     interrupted = False
+    asked = False
     for name in names:
         run_dir = out / name
         if resume and _finished(run_dir):
@@ -336,8 +346,9 @@ def degradation(out: str | Path, depths: list[int] = (20, 56), preset: str = "qu
             import shutil
 
             shutil.rmtree(run_dir)  # an unfinished member that never saved a checkpoint: start it afresh
-        if device_kind(device) == "cpu" and p.name == "paper" and not yes:
-            _estimate_and_ask(cfg, ds, p, ask)
+        if device_kind(device) == "cpu" and p.name == "paper" and not yes and not asked:
+            _estimate_and_ask(cfg, ds, p, ask, len(names))
+            asked = True
         print(f"{name}: {'resuming' if again else 'training'} ({p.name} preset, seed {seed}) -> {run_dir}", flush=True)
         run = train(config=cfg, data=ds, resume=again, progress=progress)
         if run.interrupted:
@@ -368,7 +379,7 @@ def degradation(out: str | Path, depths: list[int] = (20, 56), preset: str = "qu
     return results
 
 
-def _estimate_and_ask(cfg, ds, p: Preset, ask) -> None:
+def _estimate_and_ask(cfg, ds, p: Preset, ask, members: int) -> None:
     """On a CPU the paper preset takes days: time a few steps, print the estimate, ask before starting."""
     import torch
 
@@ -388,7 +399,8 @@ def _estimate_and_ask(cfg, ds, p: Preset, ask) -> None:
     per_step = (time.perf_counter() - t) / 3
     total = per_step * (p.max_steps or p.epochs * (len(ds.train_x) // p.batch_size))
     msg = (f"{cfg.model}: about {per_step:.2f} s a step on this CPU, so its {p.max_steps} steps take about "
-           f"{total / 3600:.1f} h (the paper preset is meant for a GPU).")
+           f"{total / 3600:.1f} h, the {members} members some {members * total / 3600:.0f} h or more "
+           f"(the paper preset is meant for a GPU).")
     print(msg, flush=True)
     answer = ask(msg) if ask else (input("start anyway? [y/N] ") if __import__("sys").stdin.isatty() else "n")
     if str(answer).strip().lower() not in ("y", "yes"):
