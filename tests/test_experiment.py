@@ -129,6 +129,7 @@ def test_verdict_follows_the_numbers_both_ways():
     level = E.verdict(_results(0.30, 0.302, 0.2, 0.2))
     assert "level" in level[0] and "level" in level[1]
     assert "2x the fc's in the plain net" in paper[2] and "does not vanish" in paper[2]
+    assert "explodes" in E.verdict(_results(0.3, 0.6, 0.2, 0.2, grads=(1600.0, 3.0, 1.0, 1.0)))[2]
     assert "far smaller" in E.verdict(_results(0.3, 0.6, 0.2, 0.2, grads=(0.01, 0.02, 1.0, 1.0)))[2]
 
 

@@ -121,6 +121,16 @@ def _grad_ratio(steps: list[dict], at: str) -> float | None:
     return vals[0] / vals[-1]
 
 
+def _flow(start: float, end: float) -> str:
+    """What the plain net's first-over-last gradient ratios say, in words."""
+    if min(start, end) < 0.1:
+        return ": the plain net's first layer gets a far smaller gradient than its last (vanishing)"
+    if max(start, end) > 10:
+        return (": the plain net's gradient grows toward the input (it explodes rather than vanishes, batch norm "
+                "keeping the forward signal in scale)")
+    return ": the first layer's gradient does not vanish in the plain net"
+
+
 def _pct(v):
     return f"{100 * v:.1f}%" if v is not None else "-"
 
@@ -161,8 +171,7 @@ def verdict(results: dict, tolerance: float = 0.005) -> list[str]:
             continue
         out.append(f"Gradient flow at depth {hi}: the first conv's gradient norm is {ps:.2g}x the fc's in the plain "
                    f"net and {rs:.2g}x in the residual net at the first step, {pe:.2g}x and {re_:.2g}x at the end"
-                   + (" — the first layer's gradient does not vanish in the plain net" if min(ps, pe) >= 0.1 else
-                      " — the plain net's first layer gets a far smaller gradient than its last"))
+                   + _flow(ps, pe) + ".")
     return out
 
 
