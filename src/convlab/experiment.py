@@ -231,6 +231,9 @@ def plot_gradients(grads: dict, depths: list[int], path: Path) -> Path:
                     ax.plot(range(1, len(vals) + 1), vals, style, color=color, lw=1.4,
                             label=f"{'plain' if kind == 'plain' else 'ResNet'}-{d}, {when}")
         ax.set_yscale("log")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"depth {d}: gradient norm per layer")
         ax.set_xlabel("layer (1 = first conv, last = fc)")
         ax.grid(alpha=0.3, which="both")
@@ -292,13 +295,13 @@ def _member_result(run_dir: Path, batch_size: int) -> dict:
             "grad_first_over_last_end": _grad_ratio(steps, "last")}
 
 
-def _test_points(metrics: list[dict], steps_per_epoch: int, max_steps: int | None) -> list[tuple[int, float]]:
-    out = []
-    for m in metrics:
-        if m.get("test_acc") is not None:
-            s = m["epoch"] * steps_per_epoch
-            out.append((min(s, max_steps) if max_steps else s, 1 - m["test_acc"]))
-    return out
+def _test_points(metrics: list[dict], steps: list[dict]) -> list[tuple[int, float]]:
+    """(step, test error) at each evaluated epoch's end, the step read from the steps log."""
+    end_of = {}
+    for r in steps:
+        end_of[r["epoch"]] = r["step"]
+    return [(end_of[m["epoch"]], 1 - m["test_acc"]) for m in metrics
+            if m.get("test_acc") is not None and m["epoch"] in end_of]
 
 
 def table(results: dict) -> str:
@@ -340,7 +343,6 @@ def degradation(out: str | Path, depths: list[int] = (20, 56), preset: str = "qu
                                           "data": data or p.data}, indent=2) + "\n")
     ds = _dataset(p, data, data_dir)
     names = member_names(depths)
-    spe = len(ds.train_x) // p.batch_size
     t0 = time.perf_counter()
     interrupted = False
     asked = False
@@ -363,25 +365,32 @@ def degradation(out: str | Path, depths: list[int] = (20, 56), preset: str = "qu
         if run.interrupted:
             interrupted = True
             break
-    results = {"experiment": "degradation", "preset": p.to_dict(), "data": ds.name, "seed": seed,
-               "depths": depths, "members": {}, "interrupted": interrupted}
-    curves, grads = {}, {}
+    results = summarize(out, p, depths, seed, ds.name, interrupted)
+    results["experiment_s"] = time.perf_counter() - t0
+    write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def summarize(out: Path, p: Preset, depths: list[int], seed: int, data_name: str, interrupted: bool = False) -> dict:
+    """Results, verdict and both pictures from the members found under ``out`` (those with a
+    checkpoint); what an experiment writes at its end, and what it can show part-way."""
     from .training.rundir import RunDir
 
-    for name in names:
+    results = {"experiment": "degradation", "preset": p.to_dict(), "data": data_name, "seed": seed,
+               "depths": depths, "members": {}, "interrupted": interrupted}
+    curves, grads = {}, {}
+    for name in member_names(depths):
         rd = RunDir(out / name)
         if not (out / name / "last.pt").is_file():
             continue
         results["members"][name] = _member_result(out / name, p.batch_size)
         steps = rd.read_steps()
-        curves[name] = (steps, _test_points(rd.read_metrics(), spe, p.max_steps))
+        curves[name] = (steps, _test_points(rd.read_metrics(), steps))
         rows = [r for r in steps if r.get("grad_norm")]
         if rows:
             grads[name] = (rows[0]["grad_norm"], rows[-1]["grad_norm"])
     results["verdict"] = verdict(results)
-    results["experiment_s"] = time.perf_counter() - t0
-    write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
-    title = (f"{ds.name}, {p.name} preset (width {p.width}, {p.max_steps or p.epochs} steps"
+    title = (f"{data_name}, {p.name} preset (width {p.width}, {p.max_steps or p.epochs} steps"
              f"{f', {p.resize}x{p.resize}' if p.resize else ''}), seed {seed}")
     plot_degradation(curves, depths, out / "degradation.png", title)
     plot_gradients(grads, depths, out / "gradients.png")
