@@ -150,6 +150,7 @@ def test_formula_note__56_layers_train_worse_than_20(tmp_path):
     if registry.find("fashion-mnist") is None:
         pytest.skip("needs Fashion-MNIST (convlab data fetch fashion-mnist)")
     res = experiment.degradation(tmp_path / "deg", depths=[20, 56], preset="quick", device="cpu", progress=False)
+    assert not res["interrupted"]
     m = res["members"]
     assert m["plain56"]["train_error"] > m["plain20"]["train_error"]
     assert "(degradation)" in res["verdict"][0]
