@@ -632,7 +632,7 @@ def cmd_inspect(args) -> int:
 def cmd_compare(args) -> int:
     from .training.report import compare
 
-    rows = compare(args.runs, plot=args.plot)
+    rows = compare(args.runs, plot=args.plot, metric=args.metric)
     if args.json:
         _print_json([{k: v for k, v in r.items() if k not in ("metrics", "config")} for r in rows])
         return EXIT_OK
@@ -640,15 +640,38 @@ def cmd_compare(args) -> int:
     def pct(v):
         return f"{100 * v:.2f}%" if v is not None else "-"
 
-    print(f"{'run':<34} {'model':<22} {'params':>11} {'epochs':>6} {'final acc':>9} {'best acc':>9} {'time':>8}")
+    print(f"{'run':<34} {'model':<22} {'params':>11} {'epochs':>6} {'train err':>9} {'final acc':>9} {'best acc':>9} "
+          f"{'time':>8}")
     for r in rows:
         model = (r["model"] or "?")[:22]
         params = f"{r['params']:,}" if r["params"] is not None else "-"
         wall = f"{r['wall_s']:.0f} s" if r["wall_s"] is not None else "-"
-        print(f"{r['name'][:34]:<34} {model:<22} {params:>11} {r['epochs']:>6} {pct(r['final_test_acc']):>9} "
+        print(f"{r['name'][:34]:<34} {model:<22} {params:>11} {r['epochs']:>6} {pct(r['final_train_error']):>9} "
+              f"{pct(r['final_test_acc']):>9} "
               f"{pct(r['best_test_acc']):>9} {wall:>8}")
     if args.plot:
         print(f"curves: {args.plot}")
+    return EXIT_OK
+
+
+def cmd_experiment(args) -> int:
+    from . import experiment as E
+
+    depths = E.parse_depths(args.depths)
+    out = args.out or f"runs/degradation-{args.preset}-seed{args.seed}"
+    res = E.degradation(out, depths=depths, preset=args.preset, data=args.data, data_dir=args.data_dir,
+                        device=args.device, seed=args.seed, resume=args.resume, yes=args.yes, threads=args.threads,
+                        progress=False if args.no_progress else None)
+    print()
+    print(E.table(res))
+    print()
+    for line in res["verdict"]:
+        print(line)
+    print(f"\nresults: {out}/results.json  pictures: {out}/degradation.png {out}/gradients.png")
+    if res["interrupted"]:
+        print(f"interrupted; continue with: convlab experiment degradation --out {out} --preset {args.preset} "
+              f"--seed {args.seed} --depths {args.depths} --resume", file=sys.stderr)
+        return 130
     return EXIT_OK
 
 
@@ -864,6 +887,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--label-smoothing", type=float, metavar="F", help="0..1; 0 turns it off" + fam("label_smoothing"))
     g.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps (default: no limit)")
     g.add_argument("--eval-every", type=int, metavar="N", help="evaluate every N epochs (default 1)")
+    g.add_argument("--log-every", type=int, metavar="K", help="every K steps, write the training loss, error and "
+                   "gradient norms per layer to steps.jsonl (default: off)")
     g = sp.add_argument_group("hardware")
     g.add_argument("--device", choices=DEVICES, help="auto: CUDA, then MPS, then CPU (default auto)")
     g.add_argument("--precision", choices=PRECISIONS,
@@ -943,10 +968,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("compare", cmd_compare, "Compare finished runs: a table of results and their curves on shared axes.",
              ["convlab compare runs/001-resnet20-cifar10 runs/002-plain20-cifar10 --plot compare.png",
-              "convlab compare runs/* --json"])
+              "convlab compare runs/* --json",
+              "convlab compare runs/deg/plain20 runs/deg/plain56 --metric train_error --plot train-error.png"])
     sp.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     sp.add_argument("--plot", metavar="FILE.png", help="write test accuracy and train loss curves here (default: no plot)")
+    sp.add_argument("--metric", choices=["train_error", "test_error", "loss"],
+                    help="plot this one, per iteration where the runs logged steps (--log-every) (default: train "
+                    "loss and test accuracy per epoch)")
     sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = add("experiment", cmd_experiment, "Run a named experiment: 'degradation' trains plain and residual nets "
+             "at two or more depths with one recipe, then draws He et al.'s Figure 6 and states what the numbers show.",
+             ["convlab experiment degradation                       # quick preset: Fashion-MNIST, CPU minutes",
+              "convlab experiment degradation --seed 1 --out runs/deg-seed1",
+              "convlab experiment degradation --out runs/deg --resume   # continue an interrupted one",
+              "convlab experiment degradation --preset paper --data cifar10 --device cuda",
+              "convlab experiment degradation --depths 20,32,44,56,110 --preset paper --device cuda"])
+    sp.add_argument("name", choices=["degradation"], help="the experiment (degradation)")
+    sp.add_argument("--data", metavar="NAME", help="dataset (default: the preset's: fashion-mnist for quick, "
+                    "cifar10 for paper)")
+    sp.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+    sp.add_argument("--depths", default="20,56", help="depths of the plain-N and resnet-N pairs, comma-separated "
+                    "(any of the zoo's 20,32,44,56,110; default 20,56)")
+    sp.add_argument("--preset", default="quick", choices=["quick", "paper"],
+                    help="quick: narrow nets, 14x14 Fashion-MNIST, 900 steps (minutes on a CPU); paper: He et al.'s "
+                    "CIFAR-10 recipe, 64k iterations (a GPU) (default quick)")
+    sp.add_argument("--out", metavar="DIR", help="experiment directory (default runs/degradation-PRESET-seedN)")
+    sp.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA, then MPS, then CPU (default auto)")
+    sp.add_argument("--seed", type=int, default=0, help="one seed for every member: init and batch order (default 0)")
+    sp.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's choice)")
+    sp.add_argument("--resume", action="store_true", help="continue the experiment in --out; finished members are "
+                    "read back, not retrained (default: off)")
+    sp.add_argument("--yes", action="store_true", help="start the paper preset on a CPU without asking (default: ask)")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown on a terminal)")
 
     sp = add("report", cmd_report, "Write one self-contained HTML page for a run: curves, metrics, model, config.",
              ["convlab report runs/001-lenet-modern-fashion-mnist"])

@@ -64,17 +64,54 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> Path:
     return save(fig, path)
 
 
-def plot_compare(curves: list[tuple[str, list[dict]]], path: Path) -> Path:
-    """Several runs on shared axes: train loss (left) and test accuracy (right), one line per run.
-    ``curves`` holds a (label, metric rows per epoch) pair per run."""
+COMPARE_METRICS = ("train_error", "test_error", "loss")
+
+
+def plot_compare(curves: list, path: Path, metric: str | None = None) -> Path:
+    """Several runs on shared axes, one line per run, the legend outside the axes. ``curves`` holds a
+    (label, metric rows per epoch[, steps.jsonl rows]) tuple per run. Without ``metric``: train loss
+    (left) and test accuracy (right) per epoch. With ``metric`` (train_error | test_error | loss): that
+    one, per iteration where every run logged its steps (training error and loss thin, per logged
+    step; test error at the epoch ends), else per epoch."""
     plt = _plt()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for label, ms in curves:
-        a.plot([m["epoch"] for m in ms], [m["train_loss"] for m in ms], "o-", label=label)
-        ev = [m for m in ms if m.get("test_acc") is not None]
-        b.plot([m["epoch"] for m in ev], [100 * m["test_acc"] for m in ev], "s-", label=label)
-    for ax, ylabel, title in ((a, "cross-entropy", "train loss"), (b, "accuracy (%)", "test accuracy")):
-        _style(ax, ylabel, title)
+    curves = [(c[0], c[1], c[2] if len(c) > 2 else []) for c in curves]
+    if metric is None:
+        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.4))
+        for label, ms, _ in curves:
+            a.plot([m["epoch"] for m in ms], [m["train_loss"] for m in ms], "o-", label=label)
+            ev = [m for m in ms if m.get("test_acc") is not None]
+            b.plot([m["epoch"] for m in ev], [100 * m["test_acc"] for m in ev], "s-", label=label)
+        for ax, ylabel, title in ((a, "cross-entropy", "train loss"), (b, "accuracy (%)", "test accuracy")):
+            _style(ax, ylabel, title)
+            ax.get_legend().remove()
+        handles, labels = a.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(labels) - 1) // 3), 1, 1))
+        return save(fig, path, tight=False)
+    per_step = all(steps for _, _, steps in curves)
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for label, ms, steps in curves:
+        # the step at each epoch's end, from the steps log: where an epoch's test error is drawn
+        end_of = {}
+        for r in steps:
+            end_of[r["epoch"]] = r["step"]
+        if metric == "test_error":
+            ev = [m for m in ms if m.get("test_acc") is not None]
+            xs = [end_of.get(m["epoch"], m["epoch"]) if per_step else m["epoch"] for m in ev]
+            ax.plot(xs, [100 * (1 - m["test_acc"]) for m in ev], "o-", lw=2.2, label=label)
+        elif per_step:
+            key = "train_error" if metric == "train_error" else "train_loss"
+            ax.plot([r["step"] for r in steps], [(100 if key == "train_error" else 1) * r[key] for r in steps], "-",
+                    lw=0.9, label=label)
+        else:
+            ax.plot([m["epoch"] for m in ms],
+                    [100 * (1 - m["train_acc"]) if metric == "train_error" else m["train_loss"] for m in ms], "o-",
+                    label=label)
+    ax.set_xlabel("iteration" if per_step else "epoch")
+    ax.set_ylabel({"train_error": "training error (%)", "test_error": "test error (%)", "loss": "train loss"}[metric])
+    ax.set_title({"train_error": "training error", "test_error": "test error", "loss": "training loss"}[metric])
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     return save(fig, path)
 
 

@@ -194,10 +194,11 @@ for _name, _layers, _block, _params in (
 def _resnet_cifar(depth: int, plain: bool) -> Callable[..., str]:
     n = (depth - 2) // 6
 
-    def make(shortcut: str = "A") -> str:
+    def make(shortcut: str = "A", width: int = 16) -> str:
         sc = "none" if plain else shortcut
-        parts = ["conv(16,3,p=1,bias=false) bn relu"]
-        for i, width in enumerate((16, 32, 64)):
+        w0 = width
+        parts = [f"conv({w0},3,p=1,bias=false) bn relu"]
+        for i, width in enumerate((w0, 2 * w0, 4 * w0)):
             s = 1 if i == 0 else 2
             parts.append(f"res({width},s={s},shortcut={sc})" + (f" res({width},shortcut={sc})x{n - 1}" if n > 1 else ""))
         parts.append("gap flatten fc(10)")
@@ -210,9 +211,11 @@ for _depth, _params in _CIFAR_PARAMS.items():
     register(Entry(f"resnet{_depth}", "resnet-cifar", _resnet_cifar(_depth, False), (3, 32, 32), 10, _params,
                    "He et al. 2016 §4.2 (CIFAR-10: 16-32-64 channels, 6n+2 layers, option A shortcuts)",
                    {"shortcut": (str, "A", "A: zero-pad + subsample (paper); B: 1x1 conv + bn projections",
-                                 ("A", "B"))}))
+                                 ("A", "B")),
+                    "width": (int, 16, "channels of the first stage (16 in the paper; then 2x and 4x)")}))
     register(Entry(f"plain{_depth}", "plain-cifar", _resnet_cifar(_depth, True), (3, 32, 32), 10, _params,
-                   "He et al. 2016 §4.2 / Figure 6: the same net without shortcuts (degradation experiment)"))
+                   "He et al. 2016 §4.2 / Figure 6: the same net without shortcuts (degradation experiment)",
+                   {"width": (int, 16, "channels of the first stage (16 in the paper; then 2x and 4x)")}))
 
 
 def _mobilenet(width: float = 1.0) -> str:

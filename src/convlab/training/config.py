@@ -45,6 +45,7 @@ class TrainConfig:
     seed: int = 0                          # seeds init, batch order, augmentation and dropout
     max_steps: Optional[int] = None        # stop after this many optimizer steps (quick checks)
     eval_every: int = 1                    # evaluate on the test split every N epochs (and at the end)
+    log_every: Optional[int] = None        # every N steps (and at step 1): loss, error, gradient norms -> steps.jsonl
     threads: Optional[int] = None          # CPU threads for torch (default: torch's choice)
     out: Optional[str] = None              # run directory (default: runs/NNN-model-data)
     overrides: dict = field(default_factory=dict)  # zoo options, e.g. {"shortcut": "B"}
@@ -155,5 +156,6 @@ def _check(c: TrainConfig) -> None:
     need(c.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}, got {c.precision!r}")
     need(c.resize is None or c.resize >= 1, f"--resize must be >= 1, got {c.resize}")
     need(c.max_steps is None or c.max_steps >= 1, f"--max-steps must be >= 1, got {c.max_steps}")
+    need(c.log_every is None or c.log_every >= 1, f"--log-every must be >= 1, got {c.log_every}")
     need(c.eval_every >= 1, f"--eval-every must be >= 1, got {c.eval_every}")
     need(c.threads is None or c.threads >= 1, f"--threads must be >= 1, got {c.threads}")

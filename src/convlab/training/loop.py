@@ -258,6 +258,9 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
                             best_acc=run.best_acc, partial=part)
         barrier(d)
 
+    steplog = _StepLog(net, device, cfg.log_every) if cfg.log_every else None
+    if steplog and d.main:
+        rundir.keep_steps(step)  # a resumed run: rows past its checkpoint are trained again
     every = read_every(device)  # how often the loss is read: every step on a CPU, every few on an accelerator
     estimate = _Estimate(device, steps_per_epoch, cfg.batch_size, cfg.epochs - start_epoch)
     t_start = time.perf_counter() - s.start.wall_before
@@ -291,6 +294,13 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
                 scaler.update()
                 step += 1
                 tally.add(loss, logits, y)
+                if steplog is not None:
+                    steplog.add(loss, logits, y)
+                    if step == 1 or step % cfg.log_every == 0:
+                        row = steplog.row(step, epoch + 1, optimizer.param_groups[0]["lr"],
+                                          scaler.get_scale() if scaler.is_enabled() else 1.0)
+                        if d.main:
+                            rundir.append_step(row)
                 said = estimate.after_step(total_steps - step)
                 if said and d.main:
                     reporter.say(said)
@@ -378,6 +388,43 @@ def _nonfinite(where: tuple, cfg: TrainConfig, what: str = "loss") -> TrainingEr
     return TrainingError(f"the training {what} {seen} (seen at epoch {epoch}, step {step}); the run stopped and "
                          f"last.pt holds the last good state. Lower --lr (now {cfg.lr}) or add warm-up "
                          f"(--warmup 0.1)")
+
+
+class _StepLog:
+    """The every-k-steps log (``log_every``): the training loss and error over the batches since the
+    last row, and the gradient norm of every conv and linear weight, by depth. It only reads: the
+    weights, the gradients and the random state are left as they are, so a logged run trains the same
+    numbers as one that is not."""
+
+    def __init__(self, net: nn.Module, device, k: int):
+        self.layers = [(n, m) for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        self.device = device
+        self.k = k
+        self._reset()
+
+    def _reset(self):
+        self.loss = torch.zeros((), device=self.device, dtype=torch.float64)
+        self.wrong = torch.zeros((), device=self.device, dtype=torch.int64)
+        self.n = 0
+
+    @torch.no_grad()
+    def add(self, loss, logits, y):
+        n = y.shape[0]
+        self.loss += loss.detach().double() * n
+        pred = (logits.detach().reshape(n, -1)[:, 0] > 0).long() if logits.shape[-1] == 1 else logits.argmax(1)
+        self.wrong += (pred != y).sum()
+        self.n += n
+
+    @torch.no_grad()
+    def row(self, step: int, epoch: int, lr: float, scale: float) -> dict:
+        norms = [m.weight.grad.detach().float().norm() / scale if m.weight.grad is not None
+                 else torch.full((), float("nan"), device=self.device) for _, m in self.layers]
+        values = torch.stack(norms).tolist() if norms else []
+        out = {"step": step, "epoch": epoch, "batches": max(self.n, 1), "lr": lr,
+               "train_loss": float(self.loss) / max(self.n, 1), "train_error": int(self.wrong) / max(self.n, 1),
+               "images": self.n, "grad_norm": {name: v for (name, _), v in zip(self.layers, values)}}
+        self._reset()
+        return out
 
 
 class _Stop(Exception):

@@ -150,17 +150,30 @@ def evaluate_run(run: str, data: str | None = None, data_dir: str | None = None,
     return result
 
 
-def compare(runs: list[str], plot: str | Path | None = None) -> list[dict]:
-    """Read several runs (see :meth:`RunDir.read`); optionally draw their test accuracy and train loss
-    on shared axes."""
+def compare(runs: list[str], plot: str | Path | None = None, metric: str | None = None) -> list[dict]:
+    """Read several runs (see :meth:`RunDir.read`), each with its ``final_train_error`` (the end of the
+    per-step curve where the run logged steps, else the last epoch's); optionally draw them on shared
+    axes: test accuracy and train loss per epoch, or one ``metric`` (train_error | test_error | loss),
+    per iteration where the runs logged their steps."""
+    from ..viz import COMPARE_METRICS
+
     if len(runs) < 1:
         raise UsageError("compare needs at least one run directory")
+    if metric is not None and metric not in COMPARE_METRICS:
+        raise UsageError(f"--metric {metric!r}: choose one of {', '.join(COMPARE_METRICS)}")
     rows = [RunDir(r).read() for r in runs]
+    steps = [RunDir(r).read_steps() for r in runs]
+    for r, st in zip(rows, steps):
+        from ..experiment import final_train_error
+
+        last = r["metrics"][-1] if r["metrics"] else None
+        r["final_train_error"] = (final_train_error(st) if st else
+                                  1 - last["train_acc"] if last and last.get("train_acc") is not None else None)
     if plot:
         from ..viz import plot_compare
 
-        plot_compare([(f"{r['name']} ({r['model'][:30]})" if r["model"] else r["name"], r["metrics"]) for r in rows],
-                     plot)
+        plot_compare([(f"{r['name']} ({r['model'][:30]})" if r["model"] else r["name"], r["metrics"], st)
+                      for r, st in zip(rows, steps)], plot, metric)
     return rows
 
 

@@ -4,6 +4,7 @@
     model.spec                             the spec text (spec and zoo models)
     summary.txt, summary.json              the model's summary
     metrics.jsonl, metrics.csv             one row per epoch, the columns METRIC_KEYS
+    steps.jsonl                            with log_every: a row every k steps (loss, error, gradient norms)
     last.pt, best.pt                       checkpoints: after every epoch; of the best epoch
     curves.png                             loss and accuracy per epoch
     confusion-SPLIT.png, eval-SPLIT.json   convlab eval
@@ -103,7 +104,7 @@ class RunDir:
             write_text(self.path / "model.spec", spec_text + "\n")
         write_text(self.path / "summary.txt", str(summary))
         write_text(self.path / "summary.json", summary.to_json())
-        for name in ("metrics.jsonl", "metrics.csv"):
+        for name in ("metrics.jsonl", "metrics.csv", "steps.jsonl"):
             (self.path / name).unlink(missing_ok=True)
 
     def append_metrics(self, row: dict) -> None:
@@ -118,6 +119,32 @@ class RunDir:
         for r in rows:
             w.writerow({k: r.get(k) for k in METRIC_KEYS})
         write_text(self.path / "metrics.csv", buf.getvalue())
+
+    @property
+    def steps(self) -> Path:
+        return self.path / "steps.jsonl"
+
+    def append_step(self, row: dict) -> None:
+        with open(self.steps, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def keep_steps(self, step: int) -> None:
+        """Drop the step rows after ``step`` (a resumed run trains those steps again)."""
+        if self.steps.is_file():
+            rows = [r for r in self.read_steps() if r["step"] <= step]
+            write_text(self.steps, "".join(json.dumps(r) + "\n" for r in rows))
+
+    def read_steps(self) -> list[dict]:
+        """The rows of steps.jsonl (none when the run did not log steps)."""
+        if not self.steps.is_file():
+            return []
+        out = []
+        for line in self.steps.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line cut short when the run was killed: the rows before it stand
+        return out
 
     def copy_best(self) -> None:
         with atomic_open(self.best) as f, open(self.last, "rb") as src:
