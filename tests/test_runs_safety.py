@@ -396,3 +396,88 @@ def test_resume_reuses_the_recorded_thread_count(mini, capsys):
         assert "--threads 1, the run trained with 2" in capsys.readouterr().err
     finally:
         torch.set_num_threads(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# kill -9 at random moments and during saves
+
+
+_CHILD = '''
+import os, sys, time
+if os.environ.get("SAVE_MARK"):  # every fsync of a save: say so, and linger, so the parent can kill it there
+    real = os.fsync
+    def slow(fd):
+        with open(os.environ["SAVE_MARK"], "a") as f:
+            f.write("s")
+        time.sleep(0.15)
+        return real(fd)
+    os.fsync = slow
+from convlab.cli import main
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path, weights_only=True)["model"]
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_and_during_saves_20_trials(mini):
+    """20 trainings killed with SIGKILL, half at a random moment and half inside a save (after the temp
+    file is written, before it is renamed); each is resumed (or restarted, where it had saved no checkpoint)
+    until it finishes, and must end with the uninterrupted run's weights, bit for bit, best.pt included,
+    with its metrics complete and no temp file or lock left."""
+    import random
+
+    child = mini / "child.py"
+    child.write_text(_CHILD)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    args = [SPEC, "--data-dir", str(mini / "fm"), "--epochs", "3", "--batch-size", "16", "--lr", "0.05",
+            "--device", "cpu", "--augment", "none", "--threads", "1", "--no-progress"]
+
+    def start(out: Path, mark: Path | None, resume: bool):
+        argv = ["train", "--out", str(out), "--resume", "--device", "cpu"] if resume else ["train", *args, "--out",
+                                                                                            str(out)]
+        e = {**env, **({"SAVE_MARK": str(mark)} if mark else {})}
+        return subprocess.Popen([sys.executable, str(child), *argv], env=e, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+
+    t0 = time.perf_counter()
+    ref = start(mini / "ref", mini / "ref.mark", False)
+    assert ref.wait() == 0, ref.stderr.read()
+    ref_s = time.perf_counter() - t0
+    saves = len((mini / "ref.mark").read_text())
+    want, want_best = _weights(mini / "ref" / "last.pt"), _weights(mini / "ref" / "best.pt")
+    rng = random.Random(15)
+    stats = {"killed": 0, "in_save": 0, "resumed": 0, "restarted": 0}
+    for trial in range(20):
+        out, mark = mini / f"k{trial}", mini / f"k{trial}.mark"
+        p = start(out, mark, False)
+        if trial % 2:  # inside the n-th save
+            n = rng.randint(1, saves)
+            while p.poll() is None and (len(mark.read_text()) if mark.exists() else 0) < n:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0, 0.1))
+            stats["in_save"] += p.poll() is None
+        else:
+            time.sleep(rng.uniform(0.5, ref_s))
+        if p.poll() is None:
+            p.kill()
+            stats["killed"] += 1
+        p.wait()
+        for _ in range(5):
+            resume = (out / "last.pt").is_file()
+            q = start(out, None, resume)
+            rc = q.wait()
+            err = q.stderr.read()
+            assert rc == 0 and "Traceback" not in err, (trial, err)
+            stats["resumed" if resume else "restarted"] += 1
+            if len([ln for ln in (out / "metrics.jsonl").read_text().splitlines() if ln.strip()]) == 3:
+                break
+        got, best = _weights(out / "last.pt"), _weights(out / "best.pt")
+        assert all(torch.equal(got[k], want[k]) for k in want), trial
+        assert all(torch.equal(best[k], want_best[k]) for k in want_best), trial
+        assert (out / "metrics.csv").read_text().count("\n") == 4, trial
+        assert not [q.name for q in out.iterdir() if q.name.endswith(".tmp") or q.name == RunLock.NAME], trial
+    print(f"\nkill -9 trials: {stats}, reference run {ref_s:.1f} s with {saves} fsyncs")
+    assert stats["killed"] >= 15 and stats["in_save"] >= 5

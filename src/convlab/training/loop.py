@@ -339,11 +339,12 @@ def _loop(s: _Setup, resume: bool, progress: bool | None) -> Run:
         if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
             raise _nonfinite((float("nan"), epoch + 1, step), cfg, rundir, what="weights")
 
-    def checkpoint(epoch: int, batch: int, part) -> None:
+    def checkpoint(epoch: int, batch: int, part, best: bool = False) -> None:
         check_weights()
-        if d.main:
-            save_checkpoint(rundir.last, net, optimizer, scaler, cfg, epoch=epoch, batch=batch, step=step,
-                            best_acc=run.best_acc, partial=part, spec=s.recorded[0], module=s.recorded[1])
+        if d.main:  # best.pt first: a kill between the two saves redoes the epoch, which rewrites best.pt
+            for path in (rundir.best, rundir.last) if best else (rundir.last,):
+                save_checkpoint(path, net, optimizer, scaler, cfg, epoch=epoch, batch=batch, step=step,
+                                best_acc=run.best_acc, partial=part, spec=s.recorded[0], module=s.recorded[1])
         barrier(d)
 
     every = read_every(device)  # how often the loss is read: every step on a CPU, every few on an accelerator
@@ -421,9 +422,7 @@ def _loop(s: _Setup, resume: bool, progress: bool | None) -> Run:
             check_weights()  # before the row is recorded: metrics.jsonl never holds an epoch last.pt lacks
             if d.main:
                 rundir.append_metrics(row)
-            checkpoint(epoch + 1 if finished else epoch, 0 if finished else done_batch, (0.0, 0, 0))
-            if improved and d.main:
-                rundir.copy_best()
+            checkpoint(epoch + 1 if finished else epoch, 0 if finished else done_batch, (0.0, 0, 0), best=improved)
             if stop_now:  # Ctrl-C during the epoch's last step: the epoch is recorded and saved, now stop
                 raise _Stop
     except (_Stop, KeyboardInterrupt) as e:
