@@ -158,12 +158,23 @@ def test_a_really_full_disk_on_a_small_tmpfs(mini, capsys):
         subprocess.run(["umount", str(disk)], capture_output=True)
 
 
-def test_report_escapes_every_value_from_the_run_files(mini):
+def test_report_escapes_every_value_from_the_run_files(mini, capsys):
     train(config=cfg(mini, out="runs/a"), progress=False)
     run = mini / "runs" / "a"
+    # a text value where a number belongs is refused before anything is written ...
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    good = (run / "metrics.jsonl").read_text()
     rows[0]["lr"] = "<script>alert(1)</script>"
-    rows[0]["epoch_s"] = "<img src=x onerror=alert(2)>"
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "metrics.jsonl, line 1: key 'lr': expected a number" in err and not (run / "report.html").exists()
+    # ... and every text value that reaches the page is escaped
+    (run / "metrics.jsonl").write_text(good)
+    import yaml
+
+    conf = yaml.safe_load((run / "config.yaml").read_text())
+    conf["model"], conf["augment"] = "<script>alert(1)</script>", "<img src=x onerror=alert(2)>"
+    (run / "config.yaml").write_text(yaml.safe_dump(conf))
     page = Path(main(["report", str(run)]) == 0 and run / "report.html").read_text()
     assert "<script>" not in page and "<img src=x" not in page and "&lt;script&gt;" in page

@@ -182,7 +182,7 @@ def test_bad_model_output_and_config(mini):
 
         train(nn.Sequential(nn.Flatten(), nn.Linear(784, 3)), "fashion-mnist",
               cfg(mini, out="runs/bad", model="custom"), progress=False)
-    with pytest.raises(ConvlabError, match="--lr must be > 0"):
+    with pytest.raises(ConvlabError, match="--lr must be a finite number > 0"):
         train(config=cfg(mini, out="runs/bad2", lr=-1.0), progress=False)
     with pytest.raises(ConvlabError, match="unknown config key.*did you mean 'lr'"):
         TrainConfig.from_dict({"lrr": 0.1})

@@ -364,7 +364,7 @@ def cmd_eval(args) -> int:
     from .training.report import evaluate_run
 
     result = evaluate_run(args.run, data=args.data, data_dir=args.data_dir, split=args.split, device=args.device,
-                          out=args.out)
+                          out=args.out, model=args.model)
     if args.json:
         _print_json(result)
         return EXIT_OK
@@ -389,7 +389,7 @@ def cmd_viz(args) -> int:
         raise UsageError(f"--channels must be >= 1, got {args.channels}")
     if args.image and args.index is not None:
         raise UsageError("give --image FILE or --index N, not both")
-    r = load_run(args.run, data=args.data, data_dir=args.data_dir, device=args.device)
+    r = load_run(args.run, data=args.data, data_dir=args.data_dir, device=args.device, model=args.model)
     target = RunDir(Path(args.out) if args.out else r.run_dir)
     target.path.mkdir(parents=True, exist_ok=True)
     saved = []
@@ -474,7 +474,7 @@ def cmd_inspect(args) -> int:
                              f"{', '.join(flags[k] for k in flags if k in allowed) or 'no option'})")
     if args.image and (args.index is not None or args.canvas is not None):
         raise UsageError(f"give --image FILE or {'--index' if what == 'gradcam' else '--canvas'}, not both")
-    r = load_run(args.run, data=args.data, data_dir=args.data_dir, device=args.device)
+    r = load_run(args.run, data=args.data, data_dir=args.data_dir, device=args.device, model=args.model)
     ds, cfg = r.ds, r.cfg
     c, h, w = ds.input_shape(cfg.resize)
     x, y = r.split(args.split)
@@ -717,6 +717,10 @@ def cmd_serve(args) -> int:
     return EXIT_OK
 
 
+RUN_MODEL_HELP = ("a run of a Python model: its package.module:attr, named again (convlab never imports code named "
+                  "in a run); default: the model rebuilt from the spec the run recorded")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .training.config import DEVICES, FAMILY_DEFAULTS, INITS, OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES  # no torch: fast --help
@@ -900,8 +904,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's choice, usually one per core); results are bit-for-bit reproducible for the same count")
     g = sp.add_argument_group("run")
     g.add_argument("--seed", type=int, metavar="N", help="same seed, machine, torch build and --threads: the same metrics, bit for bit (default 0)")
-    g.add_argument("--out", metavar="DIR", help="run directory (default: runs/NNN-model-data)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt (default: a new run)")
+    g.add_argument("--out", metavar="DIR", help="run directory: a new or empty folder, never one holding other files "
+                   "(default: runs/NNN-model-data)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt, exactly as it was configured: a "
+                   "training flag with another value (--epochs, --lr, ...) is refused; --device, --threads (default: the "
+                   "run's own) and --data-dir may be given; MODEL only for a Python model, named again (default: a new run)")
     g.add_argument("--config", metavar="FILE.yaml", help="read the config from YAML; flags override it (default: none)")
     g.add_argument("--option", action="append", metavar="KEY=VALUE", help="zoo model option, e.g. shortcut=B; repeatable (default: the model's own)")
     g.add_argument("--no-progress", action="store_true", help="plain lines instead of a progress bar (default: a bar on a terminal or in Jupyter)")
@@ -914,6 +921,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     sp.add_argument("--split", choices=["test", "train"], default="test", help="which split (default test)")
     sp.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA, then MPS, then CPU (default auto)")
+    sp.add_argument("--model", metavar="PKG.MOD:ATTR", help=RUN_MODEL_HELP)
     sp.add_argument("--out", metavar="DIR", help="where to write confusion.png/eval.json (default: the run directory)")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
@@ -937,6 +945,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", metavar="NAME", help="dataset (default: the one it was trained on)")
     sp.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     sp.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA, then MPS, then CPU (default auto)")
+    sp.add_argument("--model", metavar="PKG.MOD:ATTR", help=RUN_MODEL_HELP)
     sp.add_argument("--out", metavar="DIR", help="where to write the PNGs (default: the run directory)")
 
     sp = add("inspect", cmd_inspect, "Inside a trained model: activation sparsity by depth, Grad-CAM, and its fc head "
@@ -963,6 +972,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", metavar="NAME", help="dataset (default: the one it was trained on)")
     sp.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     sp.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA, then MPS, then CPU (default auto)")
+    sp.add_argument("--model", metavar="PKG.MOD:ATTR", help=RUN_MODEL_HELP)
     sp.add_argument("--out", metavar="DIR", help="where to write the PNG/JSON (default: the run directory)")
     sp.add_argument("--json", action="store_true", help="print JSON")
 

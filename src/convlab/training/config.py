@@ -4,6 +4,7 @@ with per-family defaults, and saved with every run."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
@@ -54,14 +55,28 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d, source: str | None = None, require=(), error=UsageError) -> "TrainConfig":
+        """A config from a mapping, every key and value type checked here (the one place configs are
+        validated). ``source`` names the file the mapping came from (a config file, a run's config.yaml or
+        checkpoint) in the messages; ``require`` lists keys that must be present; ``error`` is the error
+        class raised (a UsageError for the user's own config, a RunError for a run's files)."""
+        where = f"{source}: " if source else ""
+        if not isinstance(d, dict):
+            raise error(f"{where}expected a mapping of config keys (key: value lines), got "
+                        f"{_kind(d)}")
         known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
+        unknown = [k for k in d if k not in known]
         if unknown:
             from ..errors import did_you_mean
 
-            hints = [u + did_you_mean(u, known, 1) for u in sorted(unknown)]
-            raise UsageError(f"unknown config key(s): {', '.join(hints)}")
+            hints = [str(u) + did_you_mean(str(u), known, 1) for u in unknown]
+            raise error(f"{where}unknown config key(s): {', '.join(hints)}")
+        missing = [k for k in require if k not in d]
+        if missing:
+            raise error(f"{where}the config lacks the key(s) {', '.join(map(repr, missing))} "
+                        f"(expected: {'; '.join(f'{k}: {_TYPES[k][1]}' for k in missing)})")
+        for k, v in d.items():
+            check_value(k, v, where, error)
         return cls(**d)
 
     @classmethod
@@ -72,12 +87,85 @@ class TrainConfig:
         if not p.is_file():
             raise UsageError(f"config file {str(p)!r} does not exist")
         try:
-            d = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UsageError(f"{p}: not valid YAML: {e}") from None
-        if not isinstance(d, dict):
-            raise UsageError(f"{p}: expected a mapping of config keys")
-        return cls.from_dict(d)
+            d = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise UsageError(f"{p}: not valid YAML: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        return cls.from_dict({} if d is None else d, source=str(p))
+
+
+def _kind(v) -> str:
+    if isinstance(v, str):
+        return f"the text {v[:40]!r}"
+    if isinstance(v, (list, tuple)):
+        return f"a list ({len(v)} item(s))"
+    if isinstance(v, dict):
+        return "a mapping"
+    return f"{type(v).__name__} {v!r}"[:60]
+
+
+# The type of every key: (allowed kinds, what to write). "int" excludes booleans; "float" takes ints.
+_TYPES: dict[str, tuple[tuple[str, ...], str]] = {
+    "model": (("str",), "a zoo name, spec text, spec file or package.module:attr"),
+    "data": (("str",), "a dataset name or folder:PATH"),
+    "data_dir": (("str", "none"), "a folder, or nothing"),
+    "epochs": (("int", "none"), "a whole number of epochs, e.g. 8"),
+    "batch_size": (("int", "none"), "a whole number of images, e.g. 128"),
+    "optimizer": (("str", "none"), "sgd or adamw"),
+    "lr": (("float", "none"), "a number, e.g. 0.1"),
+    "momentum": (("float", "none"), "a number in [0, 1), e.g. 0.9"),
+    "weight_decay": (("float", "none"), "a number >= 0, e.g. 0.0005"),
+    "schedule": (("str", "none"), "onecycle, cosine, step, paper or constant"),
+    "warmup": (("float", "none"), "a fraction of the steps in [0, 1), e.g. 0.1"),
+    "label_smoothing": (("float", "none"), "a number in [0, 1), e.g. 0.1"),
+    "augment": (("str", "none"), "crop=N,flip,cutout=N or none"),
+    "resize": (("int", "none"), "a whole number of pixels, e.g. 96"),
+    "init": (("str", "none"), "default, xavier or kaiming"),
+    "recipe": (("str", "none"), "a recipe name (d2l), or nothing"),
+    "device": (("str",), "auto, cpu, cuda or mps"),
+    "precision": (("str",), "fp32, bf16 or fp16"),
+    "channels_last": (("bool", "none"), "true or false"),
+    "compile": (("bool",), "true or false"),
+    "seed": (("int",), "a whole number, e.g. 0"),
+    "max_steps": (("int", "none"), "a whole number of steps, or nothing"),
+    "eval_every": (("int",), "a whole number of epochs, e.g. 1"),
+    "threads": (("int", "none"), "a whole number of CPU threads, or nothing"),
+    "out": (("str", "none"), "a folder, or nothing"),
+    "overrides": (("dict",), "a mapping of zoo options, e.g. {shortcut: B}"),
+}
+
+
+def _is(v, kind: str) -> bool:
+    if kind == "none":
+        return v is None
+    if kind == "bool":
+        return isinstance(v, bool)
+    if kind == "int":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if kind == "float":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if kind == "str":
+        return isinstance(v, str)
+    return isinstance(v, dict)
+
+
+def check_value(key: str, value, where: str = "", error=UsageError) -> None:
+    """A ``error`` naming the file, the key and what was expected where ``value`` has the wrong type."""
+    kinds, want = _TYPES[key]
+    if any(_is(value, k) for k in kinds):
+        if key == "overrides" and not all(isinstance(k, str) for k in value):
+            raise error(f"{where}key 'overrides': expected {want}, got keys that are not names")
+        return
+    hint = ""
+    if isinstance(value, str) and ("float" in kinds or "int" in kinds):
+        try:
+            float(value)
+            hint = (f" — write it without quotes" if not any(c in value.lower() for c in "e")
+                    else " — YAML reads a number like 1e-3 without a dot as text: write 1.0e-3 or 0.001")
+        except ValueError:
+            hint = " — write it in digits"
+    elif "int" in kinds and isinstance(value, float) and value.is_integer():
+        hint = f" — write {int(value)}"
+    raise error(f"{where}key {key!r}: expected {want}, got {_kind(value)}{hint}")
 
 
 # Per-family recipes. Sources: He et al. 2016 §4.2 for the CIFAR ResNets (SGD 0.1, momentum 0.9,
@@ -145,9 +233,9 @@ def _check(c: TrainConfig) -> None:
     need(c.epochs >= 1, f"--epochs must be >= 1, got {c.epochs}")
     need(c.batch_size >= 1, f"--batch-size must be >= 1, got {c.batch_size}")
     need(c.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {c.optimizer!r}")
-    need(c.lr > 0, f"--lr must be > 0, got {c.lr}")
+    need(c.lr > 0 and math.isfinite(c.lr), f"--lr must be a finite number > 0, got {c.lr}")
     need(0 <= c.momentum < 1, f"--momentum must be in [0, 1), got {c.momentum}")
-    need(c.weight_decay >= 0, f"--weight-decay must be >= 0, got {c.weight_decay}")
+    need(0 <= c.weight_decay < math.inf, f"--weight-decay must be a finite number >= 0, got {c.weight_decay}")
     need(c.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, got {c.schedule!r}")
     need(0 <= c.warmup < 1, f"--warmup is a fraction of the steps in [0, 1), got {c.warmup}")
     need(0 <= c.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {c.label_smoothing}")

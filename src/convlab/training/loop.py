@@ -29,12 +29,12 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..errors import TrainingError, UsageError
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..errors import RunError, TrainingError, UsageError
+from .checkpoint import checkpoint_config, load_checkpoint, model_source, save_checkpoint
 from .config import TrainConfig, with_family_defaults
 from .device import configure, device_kind, pick_device
 from .distributed import Dist, _StopRequest, all_reduce, barrier, setup_distributed
-from ..factory import make_model
+from ..factory import make_model, resolve_model
 from . import head
 from .init import init_weights
 from .optim import lr_at, make_optimizer
@@ -80,28 +80,67 @@ class _Start:
     metrics: list[dict] = field(default_factory=list)  # one row per completed epoch
     wall_before: float = 0.0           # seconds the run had trained before
     state: dict | None = None          # the checkpoint, until restored
+    source: object = None              # what a resumed run's model is built from (see model_source)
 
     @classmethod
-    def resume(cls, cfg: TrainConfig) -> "_Start":
-        rundir = RunDir.create(cfg, resume=True, main=True)
-        state = load_checkpoint(rundir.last)
-        saved = TrainConfig.from_dict(state["config"])
-        metrics = rundir.read_metrics()[:state["epoch"]]
-        return cls(rundir, saved, state["epoch"], state["batch"], state["scheduler"]["step"], state["best_acc"],
-                   tuple(state["partial"]), metrics, metrics[-1]["wall_s"] if metrics else 0.0, state)
+    def resume(cls, cfg: TrainConfig, named=None) -> "_Start":
+        """The run in ``cfg.out``, locked, read and checked; ``named`` is the MODEL the user gave again
+        (a module run needs its import path named again; any other MODEL must be the run's own)."""
+        main = os.environ.get("RANK", "0") == "0"  # under torchrun rank 0 alone locks (and writes)
+        rundir = RunDir.create(cfg, resume=True, main=main)
+        try:
+            state = load_checkpoint(rundir.last)
+            saved = checkpoint_config(state, rundir.last)
+            _refuse_changes(cfg, saved, rundir)
+            source = model_source(state, saved, rundir.last, named=named)
+            metrics = rundir.read_metrics()[:state["epoch"]]
+        except BaseException:
+            rundir.release()
+            raise
+        start = cls(rundir, saved, state["epoch"], state["batch"], state["scheduler"]["step"], state["best_acc"],
+                    tuple(state["partial"]), metrics, metrics[-1]["wall_s"] if metrics else 0.0, state)
+        start.source = source
+        return start
 
     def restore(self, net: nn.Module, optimizer, scaler, device: torch.device) -> None:
         """Load the saved states (a fresh run: nothing to do)."""
+        from .report import _load_weights
+
         state, self.state = self.state, None
         if state is None:
             return
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if device.type == "cuda" and state["rng"].get("cuda"):
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        _load_weights(net, state["model"], self.rundir.last, self.config.model)
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            if state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            torch.set_rng_state(state["rng"]["torch"])
+            if device.type == "cuda" and state["rng"].get("cuda"):
+                torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        except (ValueError, KeyError, RuntimeError, TypeError) as e:
+            raise RunError(f"{self.rundir.last}: its optimizer or RNG state does not fit this run "
+                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+# what --resume may change: where the run runs (device, threads: see the note), where its data is
+_RESUME_MAY_CHANGE = {"model", "device", "threads", "out", "data_dir"}
+
+
+def _refuse_changes(asked: TrainConfig, saved: TrainConfig, rundir: RunDir) -> None:
+    """--resume continues a run as it was configured: a flag given with another value than the run's is
+    refused (it was silently ignored before), --epochs included — the schedule depends on the number of
+    steps, so a longer run is a new run."""
+    default = TrainConfig()
+    changed = [(f.name, getattr(saved, f.name), getattr(asked, f.name)) for f in dataclasses.fields(TrainConfig)
+               if f.name not in _RESUME_MAY_CHANGE and getattr(asked, f.name) != getattr(default, f.name)
+               and getattr(asked, f.name) != getattr(saved, f.name)]
+    if changed:
+        what = ", ".join(f"{k} (the run has {v!r}, asked {a!r})" for k, v, a in changed)
+        extra = (" A longer run is a new run (the learning-rate schedule spans the epochs asked for): start one "
+                 "with another --out." if any(k == "epochs" for k, _, _ in changed) else "")
+        raise UsageError(f"--resume continues {rundir.path} exactly as it was configured and does not change "
+                         f"{what}; leave these flags out to continue it, or train a new run with another --out."
+                         f"{extra} (--device, --threads and --data-dir may be given.)")
 
 
 @dataclass
@@ -122,6 +161,7 @@ class _Setup:
     steps_per_epoch: int
     total_steps: int
     start: _Start
+    recorded: tuple = (None, None)  # (spec text, module path) the checkpoints record
 
 
 def _prepare(model, data, config: TrainConfig | None, resume: bool, overrides: dict) -> _Setup:
@@ -136,8 +176,26 @@ def _prepare(model, data, config: TrainConfig | None, resume: bool, overrides: d
         cfg.data = data
     start = _Start()
     if resume:  # the run's own config, so the continuation is the same run; only where it runs may change
-        start = _Start.resume(cfg)
-        cfg = dataclasses.replace(start.config, device=cfg.device, threads=cfg.threads, out=str(start.rundir.path))
+        named = model if model is not None else (cfg.model if cfg.model != TrainConfig.model else None)
+        start = _Start.resume(cfg, named)
+        saved = start.config
+        if cfg.threads and saved.threads and cfg.threads != saved.threads and os.environ.get("RANK", "0") == "0":
+            print(f"note: --threads {cfg.threads}, the run trained with {saved.threads}: CPU kernels may sum in "
+                  f"another order, so the final weights can differ in the last bits from an uninterrupted run "
+                  f"(leave --threads out to reuse {saved.threads})", file=sys.stderr)
+        cfg = dataclasses.replace(saved, device=cfg.device, threads=cfg.threads or saved.threads,
+                                  data_dir=cfg.data_dir or saved.data_dir, out=str(start.rundir.path))
+    try:
+        return _prepare_rest(model, data, cfg, resume, start)
+    except BaseException:
+        if start.rundir is not None:
+            start.rundir.release()
+        raise
+
+
+def _prepare_rest(model, data, cfg: TrainConfig, resume: bool, start: "_Start") -> _Setup:
+    from ..data import Augment, Batcher, default_augment, load
+
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     kind = device_kind(cfg.device)
@@ -151,11 +209,15 @@ def _prepare(model, data, config: TrainConfig | None, resume: bool, overrides: d
     input_shape, num_classes = ds.input_shape(cfg.resize), ds.num_classes
 
     torch.manual_seed(cfg.seed)
-    if isinstance(model, nn.Module):
-        net, spec_text, family = model, getattr(model, "spec", None), None
-        cfg.model = cfg.model if cfg.model != TrainConfig.model else type(model).__name__
+    src = start.source if resume else (model if isinstance(model, nn.Module) else resolve_model(cfg.model,
+                                                                                                overrides=cfg.overrides or None))
+    if isinstance(src, nn.Module):
+        net, spec_text, family = src, getattr(src, "spec", None), None
+        if not resume:
+            cfg.model = cfg.model if cfg.model != TrainConfig.model else type(src).__name__
     else:
-        net, spec_text, family = make_model(cfg.model, cfg.overrides, input_shape, num_classes)
+        net, spec_text, family = make_model(src, None, input_shape, num_classes)
+    recorded = _recorded(net, src)
     cfg = with_family_defaults(cfg, family)
     init_weights(net, cfg.init)  # after the seed, so the same seed draws the same weights
     if cfg.batch_size % d.world:
@@ -184,6 +246,7 @@ def _prepare(model, data, config: TrainConfig | None, resume: bool, overrides: d
     # config.yaml records what runs, not what was asked for: 'auto' and "the dataset's default" resolved
     cfg.device, cfg.augment, cfg.threads = device.type, str(augment), torch.get_num_threads()
     rundir = start.rundir or RunDir.create(cfg, resume=False, main=d.main)
+    start.rundir = rundir  # from here on a failure releases its lock (see _prepare)
     if d.main and not resume:
         rundir.write_start(cfg, spec_text, summ)
 
@@ -214,7 +277,22 @@ def _prepare(model, data, config: TrainConfig | None, resume: bool, overrides: d
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float16)
                 if cfg.precision != "fp32" else contextlib.nullcontext())
     return _Setup(cfg, d, device, net, model, optimizer, scaler, autocast, rundir, train_batches, test_batches,
-                  steps_per_epoch, total_steps, start)
+                  steps_per_epoch, total_steps, start, recorded)
+
+
+def _recorded(net: nn.Module, src) -> tuple[str | None, str | None]:
+    """(spec text, module path) a checkpoint records so that its model can be rebuilt without running
+    anything the run names: a model convlab built from a spec is rebuilt from its spec text; a Python
+    model is named by its ``package.module:attr`` (imported only when the user names it again)."""
+    from ..nn.blocks import SpecNet
+
+    if isinstance(net, SpecNet) and isinstance(net.spec, str):
+        return net.spec, None
+    path = getattr(src, "import_path", None)
+    if isinstance(path, str):
+        return None, path
+    t = type(net)
+    return None, f"{t.__module__}:{t.__qualname__}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,6 +307,13 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
     >>> run = train("lenet-modern", "fashion-mnist", TrainConfig(epochs=1))  # doctest: +SKIP
     """
     s = _prepare(model, data, config, resume, overrides)
+    try:
+        return _loop(s, resume, progress)
+    finally:
+        s.rundir.release()  # the run directory's lock (rank 0's), whatever happened
+
+
+def _loop(s: _Setup, resume: bool, progress: bool | None) -> Run:
     cfg, d, device, net, model, optimizer, scaler, autocast = (s.cfg, s.d, s.device, s.net, s.model, s.optimizer,
                                                               s.scaler, s.autocast)
     rundir, train_batches, test_batches = s.rundir, s.train_batches, s.test_batches
@@ -248,14 +333,18 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
             print(f"resuming from epoch {start_epoch + 1}, batch {start_batch + 1} of {steps_per_epoch} "
                   f"(step {step + 1} of {total_steps}): {rundir.path}", flush=True)
 
-    def checkpoint(epoch: int, batch: int, part) -> None:
+    def check_weights() -> None:
         # the weights are the same on every rank, so every rank takes the same branch here
         params = list(net.parameters())
         if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
-            raise _nonfinite((float("nan"), epoch + 1, step), cfg, what="weights")
-        if d.main:
-            save_checkpoint(rundir.last, net, optimizer, scaler, cfg, epoch=epoch, batch=batch, step=step,
-                            best_acc=run.best_acc, partial=part)
+            raise _nonfinite((float("nan"), epoch + 1, step), cfg, rundir, what="weights")
+
+    def checkpoint(epoch: int, batch: int, part, best: bool = False) -> None:
+        check_weights()
+        if d.main:  # best.pt first: a kill between the two saves redoes the epoch, which rewrites best.pt
+            for path in (rundir.best, rundir.last) if best else (rundir.last,):
+                save_checkpoint(path, net, optimizer, scaler, cfg, epoch=epoch, batch=batch, step=step,
+                                best_acc=run.best_acc, partial=part, spec=s.recorded[0], module=s.recorded[1])
         barrier(d)
 
     steplog = _StepLog(net, device, cfg.log_every) if cfg.log_every else None
@@ -310,22 +399,22 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
                     if not math.isfinite(loss_sum) and stop.nonfinite is None:
                         stop.nonfinite = (loss_sum, epoch + 1, step)
                     if stop.nonfinite and d.world == 1:  # under DDP the ranks first agree (should_stop below)
-                        raise _nonfinite(stop.nonfinite, cfg)
+                        raise _nonfinite(stop.nonfinite, cfg, rundir)
                     reporter.step(batch_i + 1, loss_sum / seen, correct / seen, seen, time.perf_counter() - t_epoch)
                 if stop.should_stop():  # Ctrl-C: stop at this step boundary, where the state is consistent
                     if stop.nonfinite_anywhere:
-                        raise _nonfinite(stop.nonfinite or (float("nan"), epoch + 1, step), cfg)
+                        raise _nonfinite(stop.nonfinite or (float("nan"), epoch + 1, step), cfg, rundir)
                     raise _Stop
             else:
                 done_batch = steps_per_epoch
             stop_now = stop.settle()  # DDP: a stop the ranks agreed on during the epoch's last step
             if stop_now and stop.nonfinite_anywhere:
-                raise _nonfinite(stop.nonfinite or (float("nan"), epoch + 1, step), cfg)
+                raise _nonfinite(stop.nonfinite or (float("nan"), epoch + 1, step), cfg, rundir)
             epoch_s = time.perf_counter() - t_epoch
             loss_sum, correct, seen = tally.read()
             tl, tc, tn, fresh = all_reduce([loss_sum, correct, seen, seen - seen_before], d, device)
             if not math.isfinite(tl):  # a non-finite loss on any rank (the sum carries it): nothing is saved
-                raise _nonfinite(stop.nonfinite or (tl, epoch + 1, step), cfg)
+                raise _nonfinite(stop.nonfinite or (tl, epoch + 1, step), cfg, rundir)
             row = {"epoch": epoch + 1, "train_loss": tl / max(tn, 1), "train_acc": tc / max(tn, 1),
                    "test_loss": None, "test_acc": None, "lr": optimizer.param_groups[0]["lr"],
                    "images_per_s": fresh / epoch_s if epoch_s > 0 else None, "epoch_s": epoch_s,
@@ -340,11 +429,10 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
             if improved:
                 run.best_acc = row["test_acc"]
             finished = done_batch >= steps_per_epoch or step >= total_steps
+            check_weights()  # before the row is recorded: metrics.jsonl never holds an epoch last.pt lacks
             if d.main:
                 rundir.append_metrics(row)
-            checkpoint(epoch + 1 if finished else epoch, 0 if finished else done_batch, (0.0, 0, 0))
-            if improved and d.main:
-                rundir.copy_best()
+            checkpoint(epoch + 1 if finished else epoch, 0 if finished else done_batch, (0.0, 0, 0), best=improved)
             if stop_now:  # Ctrl-C during the epoch's last step: the epoch is recorded and saved, now stop
                 raise _Stop
     except (_Stop, KeyboardInterrupt) as e:
@@ -382,12 +470,17 @@ def train(model=None, data=None, config: TrainConfig | None = None, *, resume: b
     return run
 
 
-def _nonfinite(where: tuple, cfg: TrainConfig, what: str = "loss") -> TrainingError:
+def _nonfinite(where: tuple, cfg: TrainConfig, rundir: RunDir, what: str = "loss") -> TrainingError:
     lv, epoch, step = where
     seen = f"became {lv}" if what == "loss" else "became non-finite"
+    if rundir.last.is_file():
+        kept = (f"{rundir.last} holds the last good state (resume it with --resume to retry from there, or start "
+                f"a new run)")
+    else:  # no epoch (nor Ctrl-C) saved anything: there is no good state to speak of
+        kept = (f"no checkpoint had been saved yet, so there is nothing to resume: train again with the same "
+                f"--out {rundir.path} (it starts afresh there)")
     return TrainingError(f"the training {what} {seen} (seen at epoch {epoch}, step {step}); the run stopped and "
-                         f"last.pt holds the last good state. Lower --lr (now {cfg.lr}) or add warm-up "
-                         f"(--warmup 0.1)")
+                         f"{kept}. Lower --lr (now {cfg.lr}) or add warm-up (--warmup 0.1)")
 
 
 class _StepLog:

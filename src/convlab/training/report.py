@@ -38,10 +38,15 @@ class LoadedRun:
         return (self.ds.test_x, self.ds.test_y) if name == "test" else (self.ds.train_x, self.ds.train_y)
 
 
-def load_run(run: str, data: str | None = None, data_dir: str | None = None, device: str = "auto") -> LoadedRun:
-    """The model of a run directory (its best.pt, else last.pt) or of a checkpoint file, in eval mode."""
+def load_run(run: str, data: str | None = None, data_dir: str | None = None, device: str = "auto",
+             model=None) -> LoadedRun:
+    """The model of a run directory (its best.pt, else last.pt) or of a checkpoint file, in eval mode.
+
+    The model is rebuilt from the spec text the checkpoint recorded; nothing named in the run is imported.
+    A run of a Python model needs ``model``: its ``package.module:attr`` named again (``--model`` on the
+    command line), or the nn.Module itself."""
     from ..data import load
-    from .checkpoint import load_checkpoint
+    from .checkpoint import checkpoint_config, load_checkpoint, model_source
     from .device import pick_device
     from ..factory import make_model
 
@@ -53,17 +58,27 @@ def load_run(run: str, data: str | None = None, data_dir: str | None = None, dev
     if not ckpt.is_file():
         raise UsageError(f"{run}: no checkpoint (expected a run directory with best.pt/last.pt, or a .pt file)")
     state = load_checkpoint(ckpt)
-    cfg = TrainConfig.from_dict(state["config"])
+    cfg = checkpoint_config(state, ckpt)
+    source = model_source(state, cfg, ckpt, named=model)
     ds = load(data or cfg.data, data_dir or cfg.data_dir)
     dev = pick_device(device)
-    model, _, _ = make_model(cfg.model, cfg.overrides, ds.input_shape(cfg.resize), ds.num_classes)
+    net, _, _ = make_model(source, None, ds.input_shape(cfg.resize), ds.num_classes)
+    _load_weights(net, state["model"], ckpt, cfg.model, f"on {ds.name}")
+    net.to(dev).eval()
+    return LoadedRun(net, cfg, ds, ckpt, run_dir, dev)
+
+
+def _load_weights(net, weights: dict, ckpt: Path, label: str, where: str = "") -> None:
+    """``weights`` into ``net``; a RunError naming the checkpoint and the keys or shapes that do not fit."""
+    from ..errors import RunError
+
     try:
-        model.load_state_dict(state["model"])
+        net.load_state_dict(weights)
     except RuntimeError as e:
-        raise UsageError(f"{ckpt}: its weights do not fit {cfg.model} on {ds.name} "
-                         f"({str(e).splitlines()[0]})") from None
-    model.to(dev).eval()
-    return LoadedRun(model, cfg, ds, ckpt, run_dir, dev)
+        lines = [ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()]
+        detail = "; ".join(lines)[:300] or str(e).splitlines()[0]
+        raise RunError(f"{ckpt}: its weights do not fit the model {label[:80]!r}{' ' + where if where else ''} "
+                       f"({detail}); the model must be the one the run was trained with") from None
 
 
 @dataclass
@@ -116,7 +131,7 @@ def predict(r: LoadedRun, index: int, split: str = "test") -> Prediction:
 
 
 def evaluate_run(run: str, data: str | None = None, data_dir: str | None = None, split: str = "test",
-                 device: str = "auto", out: str | None = None) -> dict:
+                 device: str = "auto", out: str | None = None, model=None) -> dict:
     """Accuracy, per-class accuracy and the confusion matrix of a run (or checkpoint) on a split;
     the matrix drawn as confusion-SPLIT.png and everything saved as eval-SPLIT.json, in ``out`` or
     the run directory."""
@@ -126,7 +141,7 @@ def evaluate_run(run: str, data: str | None = None, data_dir: str | None = None,
     from ..viz import plot_confusion
     from .head import predictions, scores_of
 
-    r = load_run(run, data, data_dir, device)
+    r = load_run(run, data, data_dir, device, model=model)
     model, cfg, ds, ckpt, dev = r.model, r.cfg, r.ds, r.checkpoint, r.device
     x, y = r.split(split)
     batches = Batcher(x, y, ds.mean, ds.std, batch_size=512, device=dev, resize=cfg.resize)
