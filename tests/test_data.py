@@ -128,11 +128,22 @@ def test_discovery_order(tmp_path, monkeypatch):
 
 def test_not_found_lists_every_place(tmp_path, monkeypatch):
     no_network(monkeypatch)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as info:
+        load("mnist", progress=False)
+    msg = str(info.value)
+    assert "(user cache)" in msg and "torchvision layout" in msg
+    assert "network is unreachable" in msg and "convlab data fetch mnist" in msg
+
+
+def test_an_explicit_data_dir_is_the_only_place_looked(tmp_path, monkeypatch):
+    no_network(monkeypatch)
     with pytest.raises(DataError) as info:
         load("mnist", data_dir=tmp_path / "nowhere", progress=False)
     msg = str(info.value)
-    assert "nowhere (--data-dir)" in msg and "(user cache)" in msg and "torchvision layout" in msg
-    assert "network is unreachable" in msg and "convlab data fetch mnist" in msg
+    assert "nowhere (--data-dir)" in msg and "(user cache)" not in msg and "leave --data-dir out" in msg
+    assert "network is unreachable" in msg
     assert not any((tmp_path / "nowhere").glob("*"))
 
 

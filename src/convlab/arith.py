@@ -81,8 +81,12 @@ def _as_pairs(**named) -> tuple[bool, dict[str, tuple]]:
 
 
 def _check_int(name: str, value, minimum: int, op: str) -> None:
+    from .limits import MAX_INT, _short
+
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ShapeError(f"{op}: {name} must be an integer, got {value!r}")
+        raise ShapeError(f"{op}: {name} must be an integer, got {str(value)[:40]!r}")
+    if value > MAX_INT:
+        raise ShapeError(f"{op}: {name} is {_short(value)}, beyond convlab's limit of {MAX_INT:,} (2**31 - 1)")
     if value < minimum:
         hint = {"size": "the input must be at least 1 pixel", "kernel": "kernels are at least 1",
                 "stride": "stride 1 keeps every position", "dilation": "dilation 1 is a dense kernel",
@@ -437,7 +441,7 @@ class Solution:
 
 
 def solve(in_size: int, out_size: int, kernels: Iterable[int] = range(1, 8), strides: Iterable[int] = range(1, 5),
-          dilations: Iterable[int] = range(1, 4), paddings: Iterable[int] | None = None) -> list[Solution]:
+          dilations: Iterable[int] = range(1, 4), paddings: Iterable[int] | None = None) -> list[Solution]:  # noqa: C901
     """Every (kernel, stride, padding, dilation) within bounds that maps ``in_size`` to ``out_size``.
 
     Paddings range over 0..d(k-1)//2 + 1 unless given. Solutions that read every input row come
@@ -446,21 +450,45 @@ def solve(in_size: int, out_size: int, kernels: Iterable[int] = range(1, 8), str
     >>> [str(s) for s in solve(28, 14)][:2]
     ['k=2,s=2,p=0', 'k=3,s=2,p=1']
     """
+    from .limits import MAX_SOLUTIONS, MAX_SOLVE_COMBINATIONS
+
     _check_int("size", in_size, 1, "solve")
     _check_int("size", out_size, 1, "solve")
+    lists = {}
+    for name, values, lo in (("kernel", kernels, 1), ("stride", strides, 1), ("dilation", dilations, 1),
+                             ("padding", paddings, 0)):
+        if values is None:
+            continue
+        if isinstance(values, range) and len(values) > MAX_SOLVE_COMBINATIONS:
+            raise ShapeError(f"solve: {len(values):,} {name}s to try, beyond convlab's limit of "
+                             f"{MAX_SOLVE_COMBINATIONS:,}; give a narrower range")
+        values = list(values)
+        for v in values:
+            _check_int(name, v, lo, "solve")
+        lists[name] = sorted(set(values))
+    combos = len(lists["kernel"]) * len(lists["stride"]) * len(lists["dilation"])
+    if combos > MAX_SOLVE_COMBINATIONS:
+        raise ShapeError(f"solve: {combos:,} (kernel, stride, dilation) combinations to try, beyond convlab's limit "
+                         f"of {MAX_SOLVE_COMBINATIONS:,}; give fewer kernels, strides or dilations")
     found = []
-    for d in dilations:
-        for k in kernels:
+    for d in lists["dilation"]:
+        for k in lists["kernel"]:
             ek = _eff(k, d)
-            pads = paddings if paddings is not None else range(0, (ek - 1) // 2 + 2)
-            for s in strides:
+            top = (ek - 1) // 2 + 1  # the default paddings: 0..d(k-1)//2 + 1
+            for s in lists["stride"]:
+                # (in + 2p - ek) // s + 1 == out  <=>  (out-1)s <= in + 2p - ek <= (out-1)s + s-1, with in + 2p >= ek:
+                # p in [ceil(((out-1)s + ek - in) / 2), floor(((out-1)s + s-1 + ek - in) / 2)] — closed form
+                lo = max(0, -(-((out_size - 1) * s + ek - in_size) // 2))
+                hi = ((out_size - 1) * s + s - 1 + ek - in_size) // 2
+                if "padding" in lists:
+                    pads = [p for p in lists["padding"] if lo <= p <= hi]
+                else:
+                    pads = range(lo, min(hi, top) + 1)
+                if len(found) + len(pads) > MAX_SOLUTIONS:
+                    raise ShapeError(f"solve: more than {MAX_SOLUTIONS:,} settings map {in_size} to {out_size}; "
+                                     f"give fewer kernels, strides, dilations or paddings")
                 for p in pads:
-                    if in_size + 2 * p < ek:
-                        continue
-                    span = in_size + 2 * p - ek
-                    if span // s + 1 != out_size:
-                        continue
-                    r = span % s
+                    r = (in_size + 2 * p - ek) % s
                     found.append(Solution(k, s, p, d, r, max(0, r - p)))
     found.sort(key=lambda x: (x.dropped > 0, not x.same_style, x.dilation, x.stride, x.kernel, x.padding))
     return found
@@ -565,6 +593,25 @@ _STEP_RE = re.compile(
     r"k(?P<k>\d+)(?:s(?P<s>\d+))?(?:p(?P<p>\d+))?(?:d(?P<d>\d+))?(?:op(?P<op_pad>\d+))?(?P<ceil>c|ceil)?$")
 
 
+def _chain_int(digits: str, what: str) -> int:
+    from .limits import MAX_DIGITS, MAX_INT
+
+    if len(digits) > MAX_DIGITS:
+        raise ShapeError(f"chain: a {what} of {len(digits):,} digits; convlab takes at most {MAX_DIGITS} "
+                         f"(up to {MAX_INT:,})")
+    value = int(digits)
+    if value > MAX_INT:
+        raise ShapeError(f"chain: {what} {value:,} is beyond convlab's limit of {MAX_INT:,}")
+    return value
+
+
+def _chain_room(n: int) -> None:
+    from .limits import MAX_CHAIN_STEPS
+
+    if n > MAX_CHAIN_STEPS:
+        raise ShapeError(f"chain: {n:,} steps, beyond convlab's limit of {MAX_CHAIN_STEPS:,}")
+
+
 def parse_chain(text: str) -> list[ChainStep]:
     """Parse a chain such as ``"k3s2p1 x5"`` or ``"conv:k5p2 pool:k2 conv:k5 pool:k2"``.
 
@@ -579,25 +626,27 @@ def parse_chain(text: str) -> list[ChainStep]:
         if m:
             if not steps:
                 raise ShapeError(f"chain: repeat {tok!r} has no step before it to repeat")
-            n = int(m.group(1))
+            n = _chain_int(m.group(1), "repeat count")
             if n < 1:
                 raise ShapeError(f"chain: repeat count must be >= 1, got {n}")
+            _chain_room(len(steps) + n - 1)
             steps.extend([steps[-1]] * (n - 1))
             continue
         rep = 1
         m = re.fullmatch(r"(.+?)[x×\*](\d+)", tok)
         if m and not _STEP_RE.match(tok):
-            tok, rep = m.group(1), int(m.group(2))
+            tok, rep = m.group(1), _chain_int(m.group(2), "repeat count")
         m = _STEP_RE.match(tok)
         if not m:
             raise ShapeError(f"chain: cannot read step {tok!r}; write steps like k3s2p1, pool:k2, convT:k4s2p1, "
                              f"with xN to repeat (e.g. \"k3s2p1 x5\")")
         op = {"maxpool": "pool", "avgpool": "pool", "convt": "convT", "deconv": "convT"}.get(m["op"] or "conv",
                                                                                          m["op"] or "conv")
-        k = int(m["k"])
-        s = int(m["s"]) if m["s"] else (k if op == "pool" else 1)
-        steps.extend([ChainStep(op, k, s, int(m["p"] or 0), int(m["d"] or 1), bool(m["ceil"]),
-                                int(m["op_pad"] or 0), tok)] * rep)
+        k = _chain_int(m["k"], "kernel")
+        s = _chain_int(m["s"], "stride") if m["s"] else (k if op == "pool" else 1)
+        _chain_room(len(steps) + rep)
+        steps.extend([ChainStep(op, k, s, _chain_int(m["p"] or "0", "padding"), _chain_int(m["d"] or "1", "dilation"),
+                                bool(m["ceil"]), _chain_int(m["op_pad"] or "0", "output_padding"), tok)] * rep)
     if not steps:
         raise ShapeError("chain: no steps given; write e.g. \"k3s2p1 x5\"")
     return steps

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from .nn import blocks
 from .nn.pool import MaxPool2d
-from .plan import Node, Plan, plan
+from .plan import Node, Plan, check_fits, plan
 from .spec.layers import ACTIVATIONS
 
 
@@ -77,7 +77,9 @@ def build_node(node: Node) -> nn.Module:
 
 
 def build_plan(p: Plan):
-    """Instantiate a plan as a :class:`~convlab.nn.blocks.SpecNet`."""
+    """Instantiate a plan as a :class:`~convlab.nn.blocks.SpecNet` (refused first when its parameters do not
+    fit in memory)."""
+    check_fits(p)
     mods = OrderedDict((n.name, build_node(n)) for n in p.nodes)
     return blocks.SpecNet(mods, spec=p.spec.to_text(), input_shape=p.input_shape, notes=p.notes)
 

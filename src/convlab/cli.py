@@ -31,21 +31,80 @@ def _examples(*lines: str) -> str:
     return "examples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
-def _size_arg(text: str):
-    """'7' -> 7; '8,8' or '8x8' -> (8, 8); 'same'/'valid' pass through."""
-    t = text.strip().lower()
-    if t in ("same", "valid"):
-        return t
-    parts = [p for p in t.replace("×", "x").replace("x", ",").split(",") if p != ""]
-    try:
-        nums = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or H,W pair, got {text!r}") from None
-    if len(nums) == 1:
-        return nums[0]
-    if len(nums) == 2:
-        return tuple(nums)
-    raise argparse.ArgumentTypeError(f"expected an integer or H,W pair, got {text!r}")
+# ------------------------------------------------------------------------------------------
+# argument types: every integer option is read by one of these, so 0, negatives, 400-digit numbers and
+# words are refused by argparse with one line (exit 2) before any command runs
+
+
+def _integer(text: str, minimum: int) -> int:
+    from .limits import MAX_DIGITS, MAX_INT
+
+    t = text.strip()
+    digits = t.lstrip("+-")
+    if not digits.isdigit() or not digits.isascii():
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text[:30]!r}")
+    if len(digits) > MAX_DIGITS:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r}… has {len(digits):,} digits; convlab takes integers up to "
+                                         f"{MAX_INT:,} ({MAX_DIGITS} digits)")
+    value = int(t)
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+    if value > MAX_INT:
+        raise argparse.ArgumentTypeError(f"{value:,} is beyond convlab's limit of {MAX_INT:,}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An option that counts something: an integer >= 1 (at most ``convlab.limits.MAX_INT``)."""
+    return _integer(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An option that may be zero (padding, an index, a seed): an integer >= 0."""
+    return _integer(text, 0)
+
+
+def _sizes(minimum: int, words: tuple[str, ...] = ()):
+    """'7' -> 7; '8,8' or '8x8' -> (8, 8), each an integer >= ``minimum``; ``words`` ('same', 'valid') pass through."""
+
+    def read(text: str):
+        t = text.strip().lower()
+        if t in words:
+            return t
+        parts = [p for p in t.replace("×", "x").replace("x", ",").split(",") if p != ""]
+        if len(parts) not in (1, 2):
+            raise argparse.ArgumentTypeError(f"expected an integer or H,W pair, got {text[:30]!r}")
+        try:
+            nums = [_integer(p, minimum) for p in parts]
+        except argparse.ArgumentTypeError as e:
+            raise argparse.ArgumentTypeError(f"{e}" + (f" (in {text[:30]!r})" if len(parts) > 1 else "")) from None
+        return nums[0] if len(nums) == 1 else tuple(nums)
+
+    return read
+
+
+_size_arg = _sizes(1)  # sizes, kernels, strides, dilations
+_pad_arg = _sizes(0, ("same", "valid"))  # paddings: 0 allowed, 'same'/'valid' for conv
+_nonneg_size_arg = _sizes(0)  # output_padding
+
+
+def _out_dir(text: str) -> str:
+    """An output folder: it may not exist yet, but it may not be a file."""
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} is a file, not a folder; give a folder for the output")
+    return text
+
+
+def _suffixed(*suffixes: str):
+    def read(text: str) -> str:
+        if not text.lower().endswith(suffixes):
+            raise argparse.ArgumentTypeError(f"{text[:80]!r}: convlab writes {' or '.join(suffixes)} here; "
+                                             f"name the file e.g. out{suffixes[0]}")
+        if Path(text).is_dir():
+            raise argparse.ArgumentTypeError(f"{text[:80]!r} is a folder; give a file name")
+        return text
+
+    return read
 
 
 DATA_DIR_HELP = ("look for the dataset here first (default: $CONVLAB_DATA, ~/.cache/convlab, ./data, then the "
@@ -66,7 +125,8 @@ def cmd_size(args) -> int:
     if args.op == "conv":
         if args.output_padding or args.ceil:
             raise UsageError("--output-padding is for convT and --ceil for pool, not conv")
-        e = arith.explain_conv(args.input, args.kernel, args.stride or 1, args.padding, args.dilation)
+        e = arith.explain_conv(args.input, args.kernel, 1 if args.stride is None else args.stride, args.padding,
+                               args.dilation)
     elif args.op == "pool":
         if args.output_padding:
             raise UsageError("--output-padding is for convT, not pool")
@@ -78,7 +138,8 @@ def cmd_size(args) -> int:
             raise UsageError("convT padding must be a number")
         if args.ceil:
             raise UsageError("--ceil is for pool, not convT")
-        e = arith.explain_conv_transpose(args.input, args.kernel, args.stride or 1, args.padding, args.dilation,
+        e = arith.explain_conv_transpose(args.input, args.kernel, 1 if args.stride is None else args.stride,
+                                         args.padding, args.dilation,
                                          args.output_padding)
     if args.json:
         _print_json(e.to_dict())
@@ -155,12 +216,12 @@ def cmd_chain(args) -> int:
 
 def _shape_arg(text: str) -> tuple[int, int, int]:
     parts = [p for p in text.replace("×", ",").replace("x", ",").split(",") if p.strip()]
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected three positive integers C,H,W (e.g. 3,32,32), got {text[:40]!r}")
     try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected C,H,W (e.g. 3,32,32), got {text!r}") from None
-    if len(shape) != 3 or min(shape) < 1:
-        raise argparse.ArgumentTypeError(f"expected three positive integers C,H,W (e.g. 3,32,32), got {text!r}")
+        shape = tuple(_integer(p, 1) for p in parts)
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"expected C,H,W (e.g. 3,32,32): {e}") from None
     return shape
 
 
@@ -758,24 +819,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--kernel", "-k", type=_size_arg, required=True, metavar="K", help="kernel size in pixels: K or KH,KW")
     sp.add_argument("--stride", "-s", type=_size_arg, default=None, metavar="S",
                     help="stride, in pixels (default 1; for pool: the kernel)")
-    sp.add_argument("--padding", "-p", type=_size_arg, default=0, metavar="P",
+    sp.add_argument("--padding", "-p", type=_pad_arg, default=0, metavar="P",
                     help="padding on each side, in pixels (default 0; conv also takes 'same' or 'valid')")
     sp.add_argument("--dilation", "-d", type=_size_arg, default=1, metavar="D", help="dilation: the gap between kernel taps (default 1)")
     sp.add_argument("--ceil", action="store_true", help="pool: ceil_mode=True, a partial last window counts (default: floor)")
-    sp.add_argument("--output-padding", type=_size_arg, default=0, metavar="N", help="convT: output_padding, pixels added on one side (default 0)")
+    sp.add_argument("--output-padding", type=_nonneg_size_arg, default=0, metavar="N", help="convT: output_padding, pixels added on one side (default 0)")
     sp.add_argument("--json", action="store_true", help="print JSON (output, formula, steps, dropped, dims) instead of text")
 
     sp = add("solve", cmd_solve, "Every kernel/stride/padding/dilation that maps one size to another.",
              ["convlab solve --in 28 --out 14",
               "convlab solve --in 224 --out 112 --kernel 7 --json",
               "convlab solve --in 32 --out 32 --dilation 1 2"])
-    sp.add_argument("--in", dest="input", type=int, required=True, metavar="N", help="input size in pixels")
-    sp.add_argument("--out", dest="output", type=int, required=True, metavar="N", help="wanted output size in pixels")
-    sp.add_argument("--kernel", "-k", type=int, nargs="+", metavar="K", help="kernels to try (default 1..7)")
-    sp.add_argument("--stride", "-s", type=int, nargs="+", metavar="S", help="strides to try (default 1..4)")
-    sp.add_argument("--dilation", "-d", type=int, nargs="+", metavar="D", help="dilations to try (default 1..3)")
-    sp.add_argument("--padding", "-p", type=int, nargs="+", metavar="P", help="paddings to try (default 0..k/2+1)")
-    sp.add_argument("--limit", type=int, default=12, metavar="N", help="rows to show (default 12)")
+    sp.add_argument("--in", dest="input", type=positive_int, required=True, metavar="N", help="input size in pixels")
+    sp.add_argument("--out", dest="output", type=positive_int, required=True, metavar="N", help="wanted output size in pixels")
+    sp.add_argument("--kernel", "-k", type=positive_int, nargs="+", metavar="K", help="kernels to try (default 1..7)")
+    sp.add_argument("--stride", "-s", type=positive_int, nargs="+", metavar="S", help="strides to try (default 1..4)")
+    sp.add_argument("--dilation", "-d", type=positive_int, nargs="+", metavar="D", help="dilations to try (default 1..3)")
+    sp.add_argument("--padding", "-p", type=non_negative_int, nargs="+", metavar="P", help="paddings to try (default 0..k/2+1)")
+    sp.add_argument("--limit", type=positive_int, default=12, metavar="N", help="rows to show (default 12)")
     sp.add_argument("--all", action="store_true", help="show every solution (default: the first --limit)")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
@@ -796,9 +857,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("model", metavar="MODEL", help=model_help)
         sp.add_argument("--input", "-i", type=_shape_arg, metavar="C,H,W",
                         help="input shape (default: the zoo model's own, or the spec's input(...))")
-        sp.add_argument("--batch", type=int, default=1, metavar="N", help="batch size for MACs and memory (default 1)")
-        sp.add_argument("--depth", type=int, default=None, metavar="N", help="fold rows nested deeper than N (default: show every depth)")
-        sp.add_argument("--num-classes", type=int, default=None, metavar="K", help="resize the last fc to K classes (default: the model's own)")
+        sp.add_argument("--batch", type=positive_int, default=1, metavar="N", help="batch size for MACs and memory (default 1)")
+        sp.add_argument("--depth", type=non_negative_int, default=None, metavar="N", help="fold rows nested deeper than N (default: show every depth)")
+        sp.add_argument("--num-classes", type=positive_int, default=None, metavar="K", help="resize the last fc to K classes (default: the model's own)")
 
     sp = add("summary", cmd_summary, "Every layer's output shape, parameters, MACs and receptive field.",
              ["convlab summary resnet18",
@@ -828,11 +889,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "suffix, else svg)")
     sp.add_argument("--view", choices=["graph", "volumes"], default="graph",
                     help="graph: boxes and arrows; volumes: feature maps as boxes (default: graph)")
-    sp.add_argument("--depth", type=int, default=None, metavar="N",
-                    help="fold blocks nested deeper than N into one box (default: every layer)")
+    sp.add_argument("--depth", type=non_negative_int, default=None, metavar="N",
+                    help="fold blocks nested deeper than N into one box; volumes: N at or above the blocks' own depth "
+                         "draws every layer (default: every layer; volumes: long nets folded)")
     sp.add_argument("--block", metavar="NAMES", default=None,
                     help="draw only these layers or blocks, comma-separated, e.g. layer2.0 (default: the whole model)")
-    sp.add_argument("--num-classes", type=int, default=None, metavar="K",
+    sp.add_argument("--num-classes", type=positive_int, default=None, metavar="K",
                     help="resize the last fc to K classes (default: the model's own)")
     sp.add_argument("--force", action="store_true", help="overwrite --out if it exists (default: refuse)")
 
@@ -922,7 +984,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--split", choices=["test", "train"], default="test", help="which split (default test)")
     sp.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA, then MPS, then CPU (default auto)")
     sp.add_argument("--model", metavar="PKG.MOD:ATTR", help=RUN_MODEL_HELP)
-    sp.add_argument("--out", metavar="DIR", help="where to write confusion.png/eval.json (default: the run directory)")
+    sp.add_argument("--out", metavar="DIR", type=_out_dir, help="where to write confusion.png/eval.json (default: the run directory)")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
     sp = add("viz", cmd_viz, "Look inside a trained model: its first conv's filters and the feature maps of "
@@ -934,19 +996,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--what", choices=["filters", "maps", "both"], default="both", help="what to draw (default both)")
     sp.add_argument("--layer", action="append", metavar="NAME",
                     help="layer(s) whose maps to draw (default every conv); the first conv among them for filters")
-    sp.add_argument("--index", type=int, default=None, metavar="N", help="which image of the split (default 0)")
+    sp.add_argument("--index", type=non_negative_int, default=None, metavar="N", help="which image of the split (default 0)")
     sp.add_argument("--image", metavar="FILE", help="your own image (PNG/JPEG; needs Pillow), converted to the "
                     "model's input: channels, size, the dataset's normalisation (default: an image of --split)")
     sp.add_argument("--invert", action="store_true", help="with --image: invert it, dark object on light → light on dark (default: off)")
     sp.add_argument("--after", choices=["conv", "activation"], default="conv",
                     help="maps after each conv (default) or after each activation, with blank channels marked")
     sp.add_argument("--split", choices=["test", "train"], default="test", help="which split (default test)")
-    sp.add_argument("--channels", type=int, default=16, metavar="K", help="maps drawn per layer (default 16)")
+    sp.add_argument("--channels", type=positive_int, default=16, metavar="K", help="maps drawn per layer (default 16)")
     sp.add_argument("--data", metavar="NAME", help="dataset (default: the one it was trained on)")
     sp.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     sp.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA, then MPS, then CPU (default auto)")
     sp.add_argument("--model", metavar="PKG.MOD:ATTR", help=RUN_MODEL_HELP)
-    sp.add_argument("--out", metavar="DIR", help="where to write the PNGs (default: the run directory)")
+    sp.add_argument("--out", metavar="DIR", type=_out_dir, help="where to write the PNGs (default: the run directory)")
 
     sp = add("inspect", cmd_inspect, "Inside a trained model: activation sparsity by depth, Grad-CAM, and its fc head "
              "as convolutions sliding over a larger image.",
@@ -960,20 +1022,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--what", choices=["activations", "gradcam", "sliding"], required=True,
                     help="activations: sparsity by depth; gradcam: where the class evidence is; sliding: the fc head "
                          "as convolutions over a larger image")
-    sp.add_argument("--images", type=int, metavar="N", help="activations: the first N images of the split (default 1000)")
-    sp.add_argument("--index", type=int, nargs="+", metavar="N", help="gradcam: image(s) of the split (default 0)")
+    sp.add_argument("--images", type=positive_int, metavar="N", help="activations: the first N images of the split (default 1000)")
+    sp.add_argument("--index", type=non_negative_int, nargs="+", metavar="N", help="gradcam: image(s) of the split (default 0)")
     sp.add_argument("--image", metavar="FILE", help="gradcam, sliding: your own PNG/JPEG instead (needs Pillow; default: images of --split)")
     sp.add_argument("--invert", action="store_true", help="with --image: invert it, dark on light → light on dark (default: off)")
     sp.add_argument("--class", dest="cls", metavar="NAME", help="gradcam: the class whose evidence to map "
                     "(name or number; default: the predicted one)")
     sp.add_argument("--layer", metavar="NAME", help="gradcam: the conv layer (default: the last one)")
-    sp.add_argument("--canvas", type=int, metavar="N", help="sliding: tile N×N images of the split into one (default 4)")
+    sp.add_argument("--canvas", type=positive_int, metavar="N", help="sliding: tile N×N images of the split into one (default 4)")
     sp.add_argument("--split", choices=["test", "train"], default="test", help="which split (default test)")
     sp.add_argument("--data", metavar="NAME", help="dataset (default: the one it was trained on)")
     sp.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     sp.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA, then MPS, then CPU (default auto)")
     sp.add_argument("--model", metavar="PKG.MOD:ATTR", help=RUN_MODEL_HELP)
-    sp.add_argument("--out", metavar="DIR", help="where to write the PNG/JSON (default: the run directory)")
+    sp.add_argument("--out", metavar="DIR", type=_out_dir, help="where to write the PNG/JSON (default: the run directory)")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
     sp = add("compare", cmd_compare, "Compare finished runs: a table of results and their curves on shared axes.",
@@ -981,7 +1043,7 @@ def build_parser() -> argparse.ArgumentParser:
               "convlab compare runs/* --json",
               "convlab compare runs/deg/plain20 runs/deg/plain56 --metric train_error --plot train-error.png"])
     sp.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
-    sp.add_argument("--plot", metavar="FILE.png", help="write test accuracy and train loss curves here (default: no plot)")
+    sp.add_argument("--plot", metavar="FILE.png", type=_suffixed(".png"), help="write test accuracy and train loss curves here (default: no plot)")
     sp.add_argument("--metric", choices=["train_error", "test_error", "loss"],
                     help="plot this one, per iteration where the runs logged steps (--log-every) (default: train "
                     "loss and test accuracy per epoch)")
@@ -1015,7 +1077,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("report", cmd_report, "Write one self-contained HTML page for a run: curves, metrics, model, config.",
              ["convlab report runs/001-lenet-modern-fashion-mnist"])
     sp.add_argument("run", metavar="RUN", help="a run directory")
-    sp.add_argument("--out", metavar="FILE.html", help="where to write it (default: RUN/report.html)")
+    sp.add_argument("--out", metavar="FILE.html", type=_suffixed(".html", ".htm"), help="where to write it (default: RUN/report.html)")
 
     sp = add("tour", cmd_tour, "The course notes' concepts, each with its numbers computed live.",
              ["convlab tour", "convlab tour edges", "convlab tour parameters"])

@@ -12,6 +12,8 @@ def did_you_mean(word: str, choices, n: int = 3) -> str:
     """' — did you mean 'a' or 'b'?' for the close matches of ``word`` among ``choices`` ('' if none)."""
     import difflib
 
+    if len(str(word)) > 64:  # nothing in convlab's vocabularies is that long, and difflib would take its time
+        return ""
     close = difflib.get_close_matches(word, list(choices), n=n, cutoff=0.5)
     return " — did you mean " + " or ".join(f"'{c}'" for c in close) + "?" if close else ""
 

@@ -74,7 +74,7 @@ def resolve_model(model, *, overrides: dict | None = None, trusted: bool = True)
         return ModelRef("spec", text, spec=parse(spec_text), input_shape=entry.input_shape, family=entry.family)
     if overrides:
         raise UsageError("zoo options (--option) apply to zoo models only")
-    if _IMPORT.match(text) and not Path(text).exists():
+    if _IMPORT.match(text) and not _exists(text):
         if not trusted:
             raise UsageError(f"the model {text!r} is a Python import; convlab never imports code named inside a run "
                              f"directory — name it again on the command line to use it")
@@ -89,6 +89,14 @@ def resolve_model(model, *, overrides: dict | None = None, trusted: bool = True)
         _suggest_zoo(text)
         raise
     return ModelRef("spec", text, spec=spec, input_shape=spec.input_shape)
+
+
+def _exists(text: str) -> bool:
+    """Whether a file of that name exists; False for a name the file system cannot hold (too long)."""
+    try:
+        return Path(text).exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _spec_suffixes() -> tuple[str, ...]:

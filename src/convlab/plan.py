@@ -455,13 +455,44 @@ def _fit_head(layers: tuple[Layer, ...], num_classes: int) -> tuple[tuple[Layer,
 
 
 def check_input_shape(input_shape) -> tuple[int, int, int]:
+    from . import limits
+
     try:
-        shape = tuple(int(v) for v in input_shape)
-    except (TypeError, ValueError):
-        raise ShapeError(f"input shape must be (C, H, W) integers, got {input_shape!r}") from None
+        values = tuple(input_shape)
+        if any(isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()) for v in values):
+            raise TypeError
+        shape = tuple(int(v) for v in values)
+    except (TypeError, ValueError, OverflowError):
+        raise ShapeError(f"input shape must be (C, H, W) integers, got {str(input_shape)[:60]}") from None
     if len(shape) != 3 or any(v < 1 for v in shape):
-        raise ShapeError(f"input shape must be three positive integers (C, H, W), got {input_shape!r}")
+        raise ShapeError(f"input shape must be three positive integers (C, H, W), got {str(input_shape)[:60]}")
+    for name, v in zip("CHW", shape):
+        limits.check_int(v, f"input shape {name}", ShapeError)
     return shape
+
+
+def memory_needed(p: Plan, batch_size: int = 1) -> tuple[int, int]:
+    """(parameter bytes, activation bytes) of a planned model in fp32: every parameter and running statistic,
+    and every layer's output for ``batch_size`` images (what a training step keeps for the backward pass)."""
+    params = acts = 0
+    for node, _ in p.walk():
+        if not node.reuse:
+            params += node.trainable + node.non_trainable
+        if not node.children:
+            acts += math.prod(node.out_shape) * batch_size
+    return 4 * params, 4 * acts
+
+
+def check_fits(p: Plan, what: str = "build") -> None:
+    """Refuse, before torch allocates anything, a model whose parameters do not fit in this machine's memory."""
+    from . import limits
+
+    params, _ = memory_needed(p)
+    avail = limits.available_memory()
+    if params > avail:
+        raise ShapeError(f"cannot {what} the model: its {params // 4:,} parameters need {limits.gib(params)} in fp32, "
+                         f"and this machine has {limits.gib(avail)} of memory available; make it smaller (fewer "
+                         f"channels, a smaller fc, or pool before the flatten)")
 
 
 def plan(spec, input_shape=None, num_classes: int | None = None) -> Plan:
@@ -479,7 +510,10 @@ def plan(spec, input_shape=None, num_classes: int | None = None) -> Plan:
     layers = spec.layers
     if num_classes is not None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ShapeError(f"num_classes must be a positive integer, got {num_classes!r}")
+            raise ShapeError(f"num_classes must be a positive integer, got {str(num_classes)[:40]}")
+        from . import limits
+
+        limits.check_int(num_classes, "num_classes", ShapeError)
     notes: tuple[str, ...] = ()
     if num_classes is not None:
         layers, found, notes = _fit_head(layers, num_classes)

@@ -48,8 +48,29 @@ def check(model, input_shape=None, **kw) -> tuple[list[Finding], Summary | None]
     return warnings_for(s), s
 
 
+def memory_finding(s: Summary) -> Finding | None:
+    """An error when one forward and backward pass at the summary's batch size (fp32 parameters plus every
+    layer's output) needs more memory than this machine has available: the model cannot run here."""
+    from ..limits import available_memory, gib
+
+    need = s.param_bytes + s.activation_bytes
+    avail = available_memory()
+    if need <= avail:
+        return None
+    return Finding(
+        "error", "memory", "",
+        f"the model cannot run on this machine: one pass at batch {s.batch_size} needs {gib(need)} in fp32 "
+        f"({gib(s.param_bytes)} for {s.params:,} parameters, {gib(s.activation_bytes)} for the layers' outputs), "
+        f"and {gib(avail)} of memory is available",
+        "make it smaller: fewer channels, downsample earlier (strided conv or pooling), gap before the flatten, "
+        "or a smaller input")
+
+
 def warnings_for(s: Summary) -> list[Finding]:
     out: list[Finding] = []
+    mem = memory_finding(s)
+    if mem is not None:
+        out.append(mem)
     leaves = [r for r in s.rows if r.leaf]
     total = s.trainable_params or 1
 

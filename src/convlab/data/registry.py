@@ -151,8 +151,13 @@ def candidates(src: Source, data_dir=None) -> list[tuple[str, Path]]:
 
 
 def find(name: str, data_dir=None) -> Path | None:
+    """The folder holding the dataset's files. An explicit ``data_dir`` is the only place looked: the user
+    asked for that folder, so another copy elsewhere (the system's) is never taken in its place."""
     src = source(name)
-    for _, folder in candidates(src, data_dir):
+    places = candidates(src, data_dir)
+    if data_dir:
+        places = [(label, p) for label, p in places if label == "--data-dir"]
+    for _, folder in places:
         if _has_files(folder, src):
             return folder
     return None
@@ -236,7 +241,15 @@ def fetch(name: str, data_dir=None, progress: bool = True) -> Path:
 
 
 def not_found(src: Source, data_dir, errors: list[str] = ()) -> DataError:
-    looked = "\n".join(f"  - {p} ({label})" for label, p in candidates(src, data_dir))
+    places = candidates(src, data_dir)
+    if data_dir:
+        places = [(label, p) for label, p in places if label == "--data-dir"]
+        looked = "\n".join(f"  - {p} ({label})" for label, p in places)
+        tried = ("\ndownload failed:\n" + "\n".join(f"  - {e}" for e in errors)) if errors else ""
+        return DataError(f"dataset {src.name!r} not found in the folder given ({data_dir}); looked in:\n{looked}{tried}\n"
+                         f"it needs {', '.join(src.files)} (or their .gz); fix the folder, or leave --data-dir out "
+                         f"to use the usual places")
+    looked = "\n".join(f"  - {p} ({label})" for label, p in places)
     tried = ("\ndownload failed:\n" + "\n".join(f"  - {e}" for e in errors)) if errors else ""
     return DataError(f"dataset {src.name!r} not found; looked in:\n{looked}{tried}\n"
                      f"to get it: {src.install_hint}, or point --data-dir / $CONVLAB_DATA at a folder holding "
@@ -307,22 +320,39 @@ def _load_idx(src: Source, folder: Path):
             raise DataError(f"{path}: expected N×H×W images, found {x.ndim} dimensions")
     check_labels(_file(folder, "train-labels-idx1-ubyte"), ty, len(src.classes), len(tx))
     check_labels(_file(folder, "t10k-labels-idx1-ubyte"), vy, len(src.classes), len(vx))
+    _same_size(folder, tx.shape[1:], vx.shape[1:])
     return tx[:, None], ty, vx[:, None], vy, list(src.classes)
+
+
+def _same_size(folder, train_hw, test_hw) -> None:
+    if tuple(train_hw) != tuple(test_hw):
+        raise DataError(f"{folder}: the training images are {'×'.join(map(str, train_hw))} but the test images are "
+                        f"{'×'.join(map(str, test_hw))}; both splits must have one size (a model takes one input size)")
+
+
+def _class_names(path: Path, names, expect: int | None = None) -> list[str]:
+    if not isinstance(names, (list, tuple)) or not all(isinstance(c, (str, bytes)) for c in names):
+        raise DataError(f"{path}: class names must be a list of strings, got {type(names).__name__}"
+                        + (f" {str(names)[:40]}" if not isinstance(names, (list, tuple)) else " with other items"))
+    out = [c.decode("latin1") if isinstance(c, bytes) else c for c in names]
+    if expect is not None and len(out) != expect:
+        raise DataError(f"{path}: expected {expect} class names, found {len(out)}")
+    if not out:
+        raise DataError(f"{path}: the list of class names is empty")
+    return out
 
 
 def _load_cifar(src: Source, folder: Path):
     if src.name == "cifar10":
         meta = load_cifar_pickle(folder / "batches.meta")
-        classes = [c.decode() if isinstance(c, bytes) else str(c) for c in meta.get("label_names", src.classes)]
+        classes = _class_names(folder / "batches.meta", meta.get("label_names", list(src.classes)))
         parts = [read_cifar_batch(folder / f"data_batch_{i}", "labels", len(classes)) for i in range(1, 6)]
         tx = np.concatenate([p[0] for p in parts])
         ty = np.concatenate([p[1] for p in parts])
         vx, vy = read_cifar_batch(folder / "test_batch", "labels", len(classes))
     else:
         meta = load_cifar_pickle(folder / "meta")
-        classes = [c.decode() if isinstance(c, bytes) else str(c) for c in meta.get("fine_label_names", [])]
-        if len(classes) != 100:
-            raise DataError(f"{folder / 'meta'}: expected 100 fine_label_names, found {len(classes)}")
+        classes = _class_names(folder / "meta", meta.get("fine_label_names", []), 100)
         tx, ty = read_cifar_batch(folder / "train", "fine_labels", 100)
         vx, vy = read_cifar_batch(folder / "test", "fine_labels", 100)
     return tx, ty, vx, vy, classes
@@ -335,8 +365,11 @@ def _load_folder(path: str):
         vx, vy, classes2 = read_image_folder(root / "test", size=tx.shape[2:])
         if classes2 != classes:
             raise DataError(f"{root}: train classes {classes} differ from test classes {classes2}")
+        _same_size(root, tx.shape[1:], vx.shape[1:])
     else:  # a deterministic 10% hold-out
         x, y, classes = read_image_folder(root)
+        if len(x) < 2:
+            raise DataError(f"{root}: {len(x)} image; a training and a test split need at least 2")
         order = np.random.default_rng(0).permutation(len(x))
         n_test = max(1, len(x) // 10)
         vx, vy, tx, ty = x[order[:n_test]], y[order[:n_test]], x[order[n_test:]], y[order[n_test:]]

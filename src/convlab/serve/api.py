@@ -15,11 +15,12 @@ import re
 
 from ..errors import ConvlabError, UsageError
 
-#: The longest spec text the playground accepts (characters). ResNet-110's spec is about 2,100.
-MAX_SPEC_CHARS = 20_000
-#: The largest input the playground plans for (per side, and channels).
-MAX_INPUT_SIDE = 4096
-MAX_INPUT_CHANNELS = 4096
+from .. import limits
+
+#: The longest spec text the playground accepts, and the largest input it plans for: convlab.limits.
+MAX_SPEC_CHARS = limits.PLAYGROUND_SPEC_CHARS
+MAX_INPUT_SIDE = limits.PLAYGROUND_INPUT_SIDE
+MAX_INPUT_CHANNELS = limits.PLAYGROUND_INPUT_CHANNELS
 
 _WHERE = re.compile(r"\(line (\d+), column (\d+)\)")
 _CARET = re.compile(r"^\s*(\^+)\s*$", re.M)
@@ -157,9 +158,10 @@ def solve(in_size: str | None, out_size: str | None, limit: int = 12) -> dict:
     from ..arith import solve as solve_sizes
 
     def number(name, text):
-        if text is None or not str(text).strip().isdigit() or len(str(text).strip()) > 6:
-            raise UsageError(f"{name}: expected a positive integer (at most 6 digits), got {str(text)[:20]!r}")
-        v = int(text)
+        if text is None or not str(text).strip().isdigit() or len(str(text).strip()) > limits.MAX_DIGITS:
+            raise UsageError(f"{name}: expected a positive integer (at most {limits.MAX_DIGITS} digits), got "
+                             f"{str(text)[:20]!r}")
+        v = limits.check_int(int(text), name, UsageError)
         if v < 1:
             raise UsageError(f"{name}: expected a positive integer, got {v}")
         return v

@@ -96,9 +96,7 @@ def parse(spec: Union[str, Path, Spec, list, dict]) -> Spec:
         return _from_layers(parse_structure(spec))
     path = Path(spec) if isinstance(spec, Path) or (isinstance(spec, str) and str(spec).endswith(SPEC_SUFFIXES)) else None
     if path is not None:
-        if not path.is_file():
-            raise SpecError(f"spec file {str(path)!r} does not exist")
-        text = path.read_text()
+        text = read_spec_file(path)
         if path.suffix in (".yaml", ".yml", ".json"):
             return _from_layers(parse_structure(_load_structured(text, path), path.name))
         return _from_layers(parse_text(text))
@@ -107,15 +105,51 @@ def parse(spec: Union[str, Path, Spec, list, dict]) -> Spec:
     return _from_layers(parse_text(spec))
 
 
-def _load_structured(text: str, path: Path) -> Any:
-    if path.suffix == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SpecError(f"{path.name}: not valid JSON: {e}") from None
-    import yaml
+def _shown(path) -> str:
+    text = str(path)
+    return repr(text if len(text) <= 80 else text[:60] + "…" + text[-15:])
+
+
+def read_spec_file(path: Path) -> str:
+    """A spec file's text: UTF-8, at most :data:`convlab.limits.MAX_SPEC_CHARS`; else a SpecError saying why."""
+    from .. import limits
 
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise SpecError(f"{path.name}: not valid YAML: {e}") from None
+        if not path.is_file():
+            raise SpecError(f"spec file {_shown(path)} does not exist")
+        with open(path, "rb") as f:
+            raw = f.read(4 * limits.MAX_SPEC_CHARS + 1)
+    except OSError as e:  # a name too long for the file system, a folder, no permission
+        raise SpecError(f"spec file {_shown(path)} cannot be read ({e.strerror or e})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(f"spec file {_shown(path)} is not UTF-8 text (byte {e.start}: {raw[e.start:e.start + 1]!r}); "
+                        f"a spec file holds one spec line, or YAML/JSON") from None
+    if len(text) > limits.MAX_SPEC_CHARS:
+        raise SpecError(f"spec file {_shown(path)} is over convlab's limit of {limits.MAX_SPEC_CHARS:,} characters")
+    if "\x00" in text:
+        raise SpecError(f"spec file {_shown(path)} holds NUL bytes: it is not a text file")
+    return text
+
+
+def _load_structured(text: str, path: Path) -> Any:
+    from .. import limits
+
+    if len(text) > limits.MAX_SPEC_CHARS:
+        raise SpecError(f"{path.name}: {len(text):,} characters, beyond convlab's limit of {limits.MAX_SPEC_CHARS:,}")
+    try:
+        if path.suffix == ".json":
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as e:
+                raise SpecError(f"{path.name}: not valid JSON: {e}") from None
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise SpecError(f"{path.name}: not valid YAML: {str(e)[:300]}") from None
+    except RecursionError:
+        raise SpecError(f"{path.name}: nested too deeply to read (convlab's limit is {limits.MAX_NESTING} "
+                        f"levels)") from None

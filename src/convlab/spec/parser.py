@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from .. import limits
 from ..errors import SpecError, did_you_mean
 from .layers import (ACTIVATIONS, ALIASES, KINDS, REQUIRED, VOCABULARY, Act, Arg, Layer, Source, Stage,
                      caret_lines, field_name)
@@ -77,7 +78,7 @@ def signature(cls: type[Layer]) -> str:
             parts.append(a.name)
         else:
             d = a.default
-            d = "true" if d is True else "false" if d is False else d
+            d = "true" if d is True else "false" if d is False else "auto" if d is None and a.name == "in" else d
             parts.append(f"{a.name}={d}")
     body = "[ body ]" if cls.has_body else ""
     return f"{cls.kind}({', '.join(parts)}){body}" if parts else f"{cls.kind}{body}"
@@ -108,17 +109,23 @@ def _convert(cls: type[Layer], arg: Arg, value: Any, ctx: _Ctx, tok: Tok | None)
     where = f"{cls.kind}: {arg.name}"
 
     def bad(expect: str):
-        return ctx.error(f"{where} must be {expect}, got {value!r}", tok)
+        shown = repr(value) if not isinstance(value, (list, dict, tuple)) else type(value).__name__
+        return ctx.error(f"{where} must be {expect}, got {shown[:60]}", tok)
 
     def positive(v, minimum=1):
         if isinstance(v, bool) or not isinstance(v, int):
             raise bad("an integer" + (" >= 1" if minimum else " >= 0"))
         if v < minimum:
             raise ctx.error(f"{where} must be >= {minimum}, got {v}", tok)
+        if v > limits.MAX_INT:
+            raise ctx.error(f"{where} is {limits._short(v)}, beyond convlab's limit of {limits.MAX_INT:,} (2**31 - 1) "
+                            f"for any size or count", tok)
         return v
 
     t = arg.type
     if t == "pos":
+        if arg.name == "in" and isinstance(value, str) and value.lower() == "auto":
+            return None  # in=auto: in_features from the shape, as when it is left out
         return positive(value, 0 if arg.name == "in" else 1)
     if t in ("pair", "pad"):
         if t == "pad" and isinstance(value, str) and value.lower() in ("same", "valid"):
@@ -150,8 +157,8 @@ def _convert(cls: type[Layer], arg: Arg, value: Any, ctx: _Ctx, tok: Tok | None)
         return float(value)
     if t.startswith("choice:"):
         choices = t.split(":", 1)[1].split("|")
-        if str(value).upper() in choices:
-            return str(value).upper()
+        if isinstance(value, str) and value.upper() in choices:
+            return value.upper()
         raise bad(" or ".join(choices))
     raise AssertionError(t)
 
@@ -167,7 +174,8 @@ def make_layer(kind: str, positional: Sequence[tuple[Any, Tok | None]], keywords
             raise ctx.error(f"{key} takes no arguments", name_tok)
         return Act(name=key, src=src)
     if key not in KINDS or key == "stage":
-        raise ctx.error(f"unknown layer '{kind}'{_close(key, VOCABULARY)}", name_tok)
+        shown = kind if len(kind) <= 40 else kind[:40] + "…"
+        raise ctx.error(f"unknown layer '{shown}'{_close(key, VOCABULARY)}", name_tok)
     cls = KINDS[key]
     sig = signature(cls)
     values: dict[str, Any] = {}
@@ -188,7 +196,8 @@ def make_layer(kind: str, positional: Sequence[tuple[Any, Tok | None]], keywords
         kt = ktok[0] if ktok else t
         a = names.get(kname)
         if a is None:
-            raise ctx.error(f"{key} has no argument '{kname}'{_close(kname, list(names))}; it takes {sig}", kt)
+            shown = kname if len(kname) <= 40 else kname[:40] + "…"
+            raise ctx.error(f"{key} has no argument '{shown}'{_close(kname, list(names))}; it takes {sig}", kt)
         if a.name in values:
             raise ctx.error(f"{key}: argument '{a.name}' given twice", kt)
         values[a.name] = (_convert(cls, a, v, ctx, t), t)
@@ -208,12 +217,42 @@ def make_layer(kind: str, positional: Sequence[tuple[Any, Tok | None]], keywords
     return cls(**kwargs, src=src)
 
 
+def weight(layers: Sequence[Layer]) -> int:
+    """Layers in ``layers``, counting those inside blocks and stages (what :data:`limits.MAX_LAYERS` bounds)."""
+    total, todo = 0, list(layers)
+    while todo:
+        layer = todo.pop()
+        total += 1
+        todo.extend(getattr(layer, "body", ()) or ())
+    return total
+
+
+def _too_many(n: int) -> str:
+    return (f"the spec expands to {n:,} layers, beyond convlab's limit of {limits.MAX_LAYERS:,} "
+            f"(repeats expanded, layers inside blocks counted)")
+
+
 class _Parser:
     def __init__(self, text: str):
         self.lexer = _Lexer(text)
         self.toks = self.lexer.tokens()
         self.i = 0
         self.ctx = _Ctx(self.lexer)
+        self.depth = 0  # brackets open around the current token
+
+    def int_of(self, tok: Tok, text: str | None = None) -> int:
+        """The integer a token spells, refused before conversion when it has too many digits."""
+        digits = (text if text is not None else tok.text).lstrip("-")
+        if len(digits) > limits.MAX_DIGITS:
+            raise self.ctx.error(f"a number of {len(digits):,} digits; convlab takes at most {limits.MAX_DIGITS} "
+                                 f"(numbers up to {limits.MAX_INT:,})", tok, min(len(tok.text), 20))
+        return int(text if text is not None else tok.text)
+
+    def open(self, tok: Tok) -> None:
+        self.depth += 1
+        if self.depth > limits.MAX_NESTING:
+            raise self.ctx.error(f"brackets nested {self.depth} deep, beyond convlab's limit of {limits.MAX_NESTING}",
+                                 tok)
 
     @property
     def tok(self) -> Tok:
@@ -239,6 +278,7 @@ class _Parser:
 
     def seq(self, closing: str | None) -> list[Layer]:
         out: list[Layer] = []
+        total = 0  # weight(out), kept as it grows
         while True:
             while self.tok.kind == "sep" or self.tok.text == ",":
                 self.next()
@@ -248,10 +288,18 @@ class _Parser:
                 return out
             start = self.tok
             items = self.atom()
+            w = weight(items)
             n = self.repeat()
             if n is not None:
                 if n < 1:
                     raise self.ctx.error(f"repeat count must be >= 1, got {n}", start)
+                if n > limits.MAX_REPEAT:
+                    raise self.ctx.error(f"repeat count {n:,} is beyond convlab's limit of {limits.MAX_REPEAT:,}",
+                                         start)
+            total += w * (n or 1)
+            if total > limits.MAX_LAYERS:
+                raise self.ctx.error(_too_many(total), start)
+            if n is not None:
                 items = items * n
             out.extend(items)
 
@@ -261,30 +309,34 @@ class _Parser:
             m = re.fullmatch(r"x(\d+)", t.text)
             if m:
                 self.next()
-                return int(m[1])
+                return self.int_of(t, m[1])
             if t.text == "x" and self.toks[self.i + 1].kind == "int":
                 self.next()
-                return int(self.next().text)
+                return self.int_of(self.next())
         if t.kind == "times":
             self.next()
             if self.tok.kind != "int":
                 raise self.ctx.error("expected a repeat count after '×'", self.tok)
-            return int(self.next().text)
+            return self.int_of(self.next())
         return None
 
     def atom(self) -> list[Layer]:
         t = self.tok
         if t.text == "(":
+            self.open(t)
             self.next()
             body = self.seq(closing=")")
             self.expect(")", t)
+            self.depth -= 1
             if not body:
                 raise self.ctx.error("empty group '()'", t)
             return body
         if t.text == "[":
+            self.open(t)
             self.next()
             body = self.seq(closing="]")
             self.expect("]", t)
+            self.depth -= 1
             if not body:
                 raise self.ctx.error("empty stage '[]'", t)
             return [Stage(body=tuple(body), src=self.ctx.source(t, 1))]
@@ -296,12 +348,12 @@ class _Parser:
     def value(self) -> tuple[Any, Tok]:
         t = self.next()
         if t.kind == "int":
-            return int(t.text), t
+            return self.int_of(t), t
         if t.kind == "float":
             return float(t.text), t
         if t.kind == "pair":
             a, b = re.split("[x×]", t.text)
-            return (int(a), int(b)), t
+            return (self.int_of(t, a), self.int_of(t, b)), t
         if t.kind == "name":
             return t.text, t
         what = "the end of the spec" if t.kind == "end" else f"'{t.text}'"
@@ -338,15 +390,19 @@ class _Parser:
         body = None
         key = ALIASES.get(name.text.lower(), name.text.lower())
         if self.tok.text == "[" and key in KINDS and KINDS[key].has_body:
+            self.open(self.tok)
             opened = self.next()
             body = tuple(self.seq(closing="]"))
             self.expect("]", opened)
+            self.depth -= 1
         src = self.ctx.source(name, end_col - name.col)
         return make_layer(name.text, positional, keywords, self.ctx, name, body, src)
 
 
 def parse_text(text: str) -> list[Layer]:
     """Parse one spec line (or several lines of a spec file) into layer dataclasses."""
+    if len(text) > limits.MAX_SPEC_CHARS:
+        raise SpecError(f"the spec is {len(text):,} characters, beyond convlab's limit of {limits.MAX_SPEC_CHARS:,}")
     if not text.strip():
         raise SpecError("empty spec: write layers such as \"conv(16,3,p=1) relu maxpool(2) flatten fc(10)\"")
     return _Parser(text).parse()
@@ -361,25 +417,37 @@ def parse_text(text: str) -> list[Layer]:
 #   - stage: [...]                      a named stage, as [ ... ] in text
 
 
-def parse_structure(data: Any, where: str = "spec") -> list[Layer]:
+def parse_structure(data: Any, where: str = "spec", _depth: int = 0) -> list[Layer]:
+    """The YAML/JSON form (a list of layers, or a mapping with ``layers:``) → layer dataclasses."""
+    if _depth > limits.MAX_NESTING:
+        raise SpecError(f"{where}: bodies nested {_depth} deep, beyond convlab's limit of {limits.MAX_NESTING}")
     if isinstance(data, dict) and "layers" in data:
         data = data["layers"]
     if not isinstance(data, list):
         raise SpecError(f"{where}: expected a list of layers, got {type(data).__name__}")
     out: list[Layer] = []
+    total = 0
     for i, item in enumerate(data):
         here = f"{where}[{i}]"
         ctx = _Ctx(where=here)
         if isinstance(item, str):
             try:
-                out.extend(parse_text(item))
+                layers = parse_text(item)
             except SpecError as e:
                 raise SpecError(f"{here}: {e}") from None
+            total += weight(layers)
+            if total > limits.MAX_LAYERS:
+                raise SpecError(f"{here}: {_too_many(total)}")
+            out.extend(layers)
             continue
         if not isinstance(item, dict) or len([k for k in item if k not in ("x",)]) != 1:
-            raise SpecError(f"{here}: each layer is a string or a mapping with one layer name, got {item!r}")
+            shown = (f"a {type(item).__name__} of {len(item)} item(s)" if isinstance(item, (dict, list))
+                     else repr(item)[:60])
+            raise SpecError(f"{here}: each layer is a string or a mapping with one layer name, got {shown}")
         repeat = item.get("x", 1)
         kind = next(k for k in item if k != "x")
+        if not isinstance(kind, str):
+            raise SpecError(f"{here}: a layer name is text, got {type(kind).__name__} {str(kind)[:40]!r}")
         args = item[kind]
         positional: list = []
         keywords: list = []
@@ -387,23 +455,32 @@ def parse_structure(data: Any, where: str = "spec") -> list[Layer]:
         if isinstance(args, dict):
             args = dict(args)
             repeat = args.pop("x", repeat)
+            bad = next((k for k in args if not isinstance(k, str)), None)
+            if bad is not None:
+                raise SpecError(f"{here}: {kind}: argument names are text, got {type(bad).__name__} {str(bad)[:40]!r}")
             if "body" in args:
-                body = tuple(parse_structure(args.pop("body"), f"{here}.body"))
+                body = tuple(parse_structure(args.pop("body"), f"{here}.body", _depth + 1))
             keywords = [(k, v, None) for k, v in args.items()]
         elif isinstance(args, list):
             if kind == "stage":
-                body = tuple(parse_structure(args, f"{here}.stage"))
+                body = tuple(parse_structure(args, f"{here}.stage", _depth + 1))
             else:
                 positional = [(v, None) for v in args]
         elif args is not None:
             positional = [(args, None)]
         if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
-            raise SpecError(f"{here}: repeat x must be an integer >= 1, got {repeat!r}")
+            raise SpecError(f"{here}: repeat x must be an integer >= 1, got {str(repeat)[:40]!r}")
+        if repeat > limits.MAX_REPEAT:
+            raise SpecError(f"{here}: repeat x: {limits._short(repeat)} is beyond convlab's limit of "
+                            f"{limits.MAX_REPEAT:,}")
         if kind == "stage":
             if not body:
                 raise SpecError(f"{here}: a stage needs a non-empty list of layers")
             layer = Stage(body=body)
         else:
-            layer = make_layer(str(kind), positional, keywords, ctx, None, body)
+            layer = make_layer(kind, positional, keywords, ctx, None, body)
+        total += weight([layer]) * repeat
+        if total > limits.MAX_LAYERS:
+            raise SpecError(f"{here}: {_too_many(total)}")
         out.extend([layer] * repeat)
     return out
