@@ -350,6 +350,9 @@ class _Tracer:
                 not any(isinstance(a, torch.Tensor) for a in (*args, *kwargs.values())):
             kwargs = {k: v for k, v in kwargs.items() if k not in ("generator", "pin_memory")}
             return self.fallback(func, args, {**kwargs, "device": "meta"})
+        if not args and "input" in kwargs:  # F.conv2d(input=x, weight=w, ...): the input first, as the rules read it
+            kwargs = dict(kwargs)
+            args = (kwargs.pop("input"),)
         if name in _UNCOUNTED:
             where = self.stack[-1].name if self.stack else "the model's own forward"
             self.uncounted[(name, where)] = self.uncounted.get((name, where), 0) + 1
