@@ -10,6 +10,7 @@ import re
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -114,3 +115,82 @@ def test_third_party_model_is_exact(name, make, shape):
                          ids=[c[0] for c in third_party(imagenet=True)[len(THIRD_PARTY):]])
 def test_third_party_imagenet_model_is_exact(name, make, shape):
     check_exact(make().eval(), shape)
+
+
+# -- the shape rules the corpus needed, against torch ------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import convlab.errors  # noqa: E402
+
+
+def _summary_or_error(fn, shape):
+    """(convlab's output shape, torch's) for a one-op model, or both raise."""
+    class Op(nn.Module):
+        def forward(self, x):
+            return fn(x)
+
+    x = torch.randn(*shape)
+    try:
+        expect = fn(x)
+    except (RuntimeError, ValueError, IndexError, TypeError):
+        with pytest.raises(convlab.errors.ShapeError):
+            convlab.summary(Op(), shape[1:], batch_size=shape[0])
+        return None, None
+    s = convlab.summary(Op(), shape[1:], batch_size=shape[0])
+    return s, expect
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-2, 3), min_size=2, max_size=6).filter(lambda p: len(p) % 2 == 0),
+       st.sampled_from([(1, 2, 3, 4), (2, 3, 5), (1, 1, 2, 3, 2)]), st.sampled_from([0.0, 1.5]))
+def test_constant_pad_has_torchs_shape(pad, shape, value):
+    s, expect = _summary_or_error(lambda x: F.pad(x, pad, value=value), shape)
+    if s is not None:
+        assert s.output_shape == list(expect.shape)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["linear", "bilinear", "bicubic", "trilinear"]), st.integers(3, 5),
+       st.one_of(st.floats(0.3, 3.1), st.integers(1, 7)), st.booleans(), st.booleans(),
+       st.sampled_from([None, True, False]))
+def test_interpolate_has_torchs_shape(mode, nd, amount, by_size, align, recompute):
+    import torch.nn.functional as F2
+
+    shape = (1, 2, 5, 7, 3)[:nd]
+    kw = {"size": int(amount) if by_size else None, "scale_factor": None if by_size else amount,
+          "mode": mode, "align_corners": align, "recompute_scale_factor": None if by_size else recompute}
+    s, expect = _summary_or_error(lambda x: F2.interpolate(x, **kw), shape)
+    if s is not None:
+        assert s.output_shape == list(expect.shape)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.one_of(st.none(), st.integers(-4, 3), st.lists(st.integers(-4, 3), min_size=1, max_size=3, unique=True)),
+       st.booleans(), st.sampled_from(["var", "std", "var_mean", "std_mean"]))
+def test_variance_rules_have_torchs_shapes(dim, keepdim, op):
+    def fn(x):
+        kw = {} if dim is None else {"dim": dim, "keepdim": keepdim}
+        out = getattr(torch, op)(x, **kw, correction=0)
+        return out[0] * out[1] if isinstance(out, tuple) else out
+
+    s, expect = _summary_or_error(fn, (2, 3, 4, 5))
+    if s is not None:
+        assert s.output_shape == list(expect.shape)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from([torch.float32, torch.float64, torch.int64]),
+       st.sampled_from(["add", "mul", "sub", "div"]), st.sampled_from([(3, 1), (1,), (4, 3, 2)]))
+def test_binary_ops_with_real_tensors_have_torchs_shape_and_dtype(dtype, op, other_shape):
+    other = torch.ones(other_shape).to(dtype)  # a real tensor made in the model (a mask, a table)
+
+    class Op(nn.Module):
+        def forward(self, x):
+            return getattr(torch, op)(x.clamp(0, 1), other).sum(-1, keepdim=True).to(torch.float32) + \
+                getattr(torch, op)(other, 2).clamp(min=0.5).sum()
+
+    s, expect = _summary_or_error(Op().forward, (4, 3, 2))
+    if s is not None:
+        assert s.output_shape == list(expect.shape)
