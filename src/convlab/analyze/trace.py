@@ -110,6 +110,8 @@ def _out_shape(out):
 def _owned(m) -> list[tuple[int, int, bool]]:
     """A module's own counted tensors as (id, numel, trainable): its parameters and its floating-point
     running statistics (non-trainable); integer counters such as num_batches_tracked are not counted."""
+    if not m._parameters and not m._buffers:  # most modules of a net (activations, containers)
+        return []
     from torch.nn.parameter import is_lazy
 
     own = [(id(p), p.numel(), p.requires_grad) for p in m._parameters.values() if p is not None and not is_lazy(p)]
@@ -159,10 +161,15 @@ class _Record:
         self.twin = None  # a lazy module's materialised meta copy (its settings, for the checks)
 
 
-def _is_lazy(m) -> bool:
+@functools.lru_cache(maxsize=None)
+def _lazy_mixin():
     from torch.nn.modules.lazy import LazyModuleMixin
 
-    return isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()
+    return LazyModuleMixin
+
+
+def _is_lazy(m) -> bool:
+    return isinstance(m, _lazy_mixin()) and m.has_uninitialized_params()
 
 
 def _lazy_twin(m, args, kwargs):
