@@ -168,3 +168,17 @@ def test_a_module_path_read_back_from_a_run_is_never_imported(tmp_path, monkeypa
     assert not (tmp_path / "RAN").exists()
     assert resolve_model("resnet20", trusted=False).family == "resnet-cifar"
     assert resolve_model("conv(8,3) relu", trusted=False).kind == "spec"
+
+
+def test_module_path_passed_to_convlab_summary_is_found_in_the_current_folder(tmp_path, monkeypatch):
+    import sys
+
+    (tmp_path / "mymodels_py_cwd_test.py").write_text(
+        "import torch.nn as nn\n"
+        "def Net():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())\n")
+    monkeypatch.chdir(tmp_path)
+    path_before = list(sys.path)
+    s = convlab.summary("mymodels_py_cwd_test:Net", (3, 6, 6))
+    assert s.output_shape == [1, 4, 4, 4] and s.trainable_params == 3 * 4 * 9 + 4
+    assert sys.path == path_before  # the folder was on the path for the import only

@@ -36,6 +36,30 @@ _UNCOUNTED = {"matmul", "__matmul__", "__rmatmul__", "bmm", "mm", "einsum", "bad
 _MOVES = {"to", "cpu", "cuda", "mps", "xpu"}
 
 
+_INPLACE_RULES = {n for n in rules.OP_RULES if n.endswith("_") and not n.startswith("__")} | _INPLACE_DUNDER
+
+
+def _meta_only(args, kwargs) -> bool:
+    """Every tensor among the arguments (and inside list/tuple arguments) is a meta tensor, and no
+    argument needs a deeper look (dicts, nested lists)."""
+    import torch
+
+    for a in (*args, *kwargs.values()) if kwargs else args:
+        if isinstance(a, torch.Tensor):
+            if not a.is_meta:
+                return False
+        elif isinstance(a, (list, tuple)):
+            for b in a:
+                if isinstance(b, torch.Tensor):
+                    if not b.is_meta:
+                        return False
+                elif isinstance(b, (list, tuple, dict)):
+                    return False
+        elif isinstance(a, dict):
+            return False
+    return True
+
+
 def summary_of_module(model, input_shape, batch_size: int) -> Summary:
     """Trace ``model`` on a meta batch of ``input_shape`` and total its rows (shared tensors once)."""
     import torch
@@ -86,6 +110,8 @@ def _out_shape(out):
 def _owned(m) -> list[tuple[int, int, bool]]:
     """A module's own counted tensors as (id, numel, trainable): its parameters and its floating-point
     running statistics (non-trainable); integer counters such as num_batches_tracked are not counted."""
+    if not m._parameters and not m._buffers:  # most modules of a net (activations, containers)
+        return []
     from torch.nn.parameter import is_lazy
 
     own = [(id(p), p.numel(), p.requires_grad) for p in m._parameters.values() if p is not None and not is_lazy(p)]
@@ -135,10 +161,15 @@ class _Record:
         self.twin = None  # a lazy module's materialised meta copy (its settings, for the checks)
 
 
-def _is_lazy(m) -> bool:
+@functools.lru_cache(maxsize=None)
+def _lazy_mixin():
     from torch.nn.modules.lazy import LazyModuleMixin
 
-    return isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()
+    return LazyModuleMixin
+
+
+def _is_lazy(m) -> bool:
+    return isinstance(m, _lazy_mixin()) and m.has_uninitialized_params()
 
 
 def _lazy_twin(m, args, kwargs):
@@ -350,13 +381,19 @@ class _Tracer:
                 not any(isinstance(a, torch.Tensor) for a in (*args, *kwargs.values())):
             kwargs = {k: v for k, v in kwargs.items() if k not in ("generator", "pin_memory")}
             return self.fallback(func, args, {**kwargs, "device": "meta"})
+        if not args and "input" in kwargs:  # F.conv2d(input=x, weight=w, ...): the input first, as the rules read it
+            kwargs = dict(kwargs)
+            args = (kwargs.pop("input"),)
         if name in _UNCOUNTED:
             where = self.stack[-1].name if self.stack else "the model's own forward"
             self.uncounted[(name, where)] = self.uncounted.get((name, where), 0) + 1
         rule = rules.OP_RULES.get(name)
         if rule is not None:
             a0 = args[0] if args else kwargs.get("tensors")
-            if (isinstance(a0, torch.Tensor) and a0.is_meta) or (isinstance(a0, (list, tuple)) and a0):
+            # a real tensor (a parameter, a tensor made inside forward) gives a meta result as in fallback;
+            # in-place rules only ever see meta tensors (the user's own are guarded below)
+            if isinstance(a0, torch.Tensor) and (a0.is_meta or name not in _INPLACE_RULES) or \
+                    (isinstance(a0, (list, tuple)) and a0):
                 out = rule(self, args, kwargs)
                 if out is not NotImplemented:
                     return out
@@ -408,18 +445,13 @@ class _Tracer:
         import torch
         from torch.utils._pytree import tree_flatten, tree_map
 
-        if not kwargs and all(not isinstance(a, (torch.Tensor, list, tuple, dict)) or
-                              (isinstance(a, torch.Tensor) and a.is_meta and a.dim() != 4) for a in args):
-            try:
-                out = func(*args)  # e.g. x.dim(), x.size(1) on a meta tensor: nothing to convert
-            except (RuntimeError, ValueError, IndexError, TypeError) as e:
-                raise self.error(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
-            if isinstance(out, torch.Tensor) and not out.is_meta:
-                self.temps[id(out)] = out
-            return out
-
-        flat = tree_flatten((args, kwargs))[0]
-        tensors = [t for t in flat if isinstance(t, torch.Tensor)]
+        if _meta_only(args, kwargs):  # nothing to convert (the common case): no pytree walk
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+            for a in args:
+                if isinstance(a, (list, tuple)):
+                    tensors += [b for b in a if isinstance(b, torch.Tensor)]
+        else:
+            tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
         if any(not t.is_meta for t in tensors):
             args, kwargs = tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) and not t.is_meta else t,
                                     (args, kwargs))
