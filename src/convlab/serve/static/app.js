@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const DEBOUNCE_MS = 60;
+const DEBOUNCE_MS = 40;
 const state = { seq: 0, controller: null, timer: null, keyAt: null, last: null, format: "text", selected: null,
   view: "volumes" };
 
