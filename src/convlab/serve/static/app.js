@@ -53,23 +53,39 @@ function syncScroll() { $("backdrop").scrollTop = $("spec").scrollTop; }
 
 // ---------------------------------------------------------------- rendering
 
+function cells(r) {
+  return [r.name, r.type, shapeText(r.output_shape), fmtInt(r.trainable_params), fmtInt(r.non_trainable_params),
+    si(r.macs), rfText(r.receptive_field)];
+}
+
 function renderSummary(s) {
   const tbody = $("table").querySelector("tbody");
-  tbody.textContent = "";
   const explainable = new Set(s.explainable || []);
-  for (const r of s.rows) {
-    const tr = el("tr", { "data-name": r.name, "data-type": r.type });
-    if (!r.leaf) tr.classList.add("container");
-    if (explainable.has(r.name)) {
-      tr.classList.add("explainable");
-      tr.addEventListener("click", () => explain(r.name, tr));
+  const old = tbody.rows;
+  const same = old.length === s.rows.length && s.rows.every((r, i) => old[i].dataset.name === r.name &&
+    old[i].dataset.type === r.type && old[i].classList.contains("explainable") === explainable.has(r.name) &&
+    old[i].classList.contains("container") === !r.leaf);
+  if (same) {  // a keystroke usually changes a few numbers: touch only the cells that differ
+    s.rows.forEach((r, i) => {
+      const tds = old[i].cells, texts = cells(r);
+      texts.forEach((t, j) => { if (tds[j].textContent !== t) tds[j].textContent = t; });
+      tds[5].title = fmtInt(r.macs);
+    });
+  } else {
+    const frag = document.createDocumentFragment();
+    for (const r of s.rows) {
+      const tr = el("tr", { "data-name": r.name, "data-type": r.type });
+      if (!r.leaf) tr.classList.add("container");
+      if (explainable.has(r.name)) {
+        tr.classList.add("explainable");
+        tr.addEventListener("click", () => explain(r.name, tr));
+      }
+      cells(r).forEach((t, j) => tr.append(el("td", j >= 2 ? { class: "num" } : {}, t)));
+      tr.cells[0].style.paddingLeft = `${8 + 14 * (r.depth || 0)}px`;
+      tr.cells[5].title = fmtInt(r.macs);
+      frag.append(tr);
     }
-    const name = el("td", {}, r.name);
-    name.style.paddingLeft = `${8 + 14 * (r.depth || 0)}px`;
-    tr.append(name, el("td", {}, r.type), el("td", { class: "num" }, shapeText(r.output_shape)),
-      el("td", { class: "num" }, fmtInt(r.trainable_params)), el("td", { class: "num" }, fmtInt(r.non_trainable_params)),
-      el("td", { class: "num", title: fmtInt(r.macs) }, si(r.macs)), el("td", { class: "num" }, rfText(r.receptive_field)));
-    tbody.append(tr);
+    tbody.replaceChildren(frag);
   }
   const totals = $("totals");
   totals.textContent = "";
