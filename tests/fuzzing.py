@@ -41,7 +41,7 @@ def _alarm(signum, frame):
 
 
 # ---------------------------------------------------------------------------------------------------
-# generators (plain random.Random, so a campaign of any size is one loop; hypothesis drives the CI budget)
+# generators (plain random.Random, so a campaign of any size is one loop and a seed replays it exactly)
 
 VOCAB = ["conv", "dwconv", "sepconv", "bn", "relu", "sigmoid", "tanh", "gelu", "silu", "relu6", "maxpool", "avgpool",
          "gap", "flatten", "fc", "linear", "dropout", "res", "bottleneck", "residual", "input", "dense", "pool",
@@ -82,6 +82,12 @@ def _value(r: random.Random) -> str:
     return r.choice(WORDS + KEYS)
 
 
+# Each sequence nests ~1.1 others on average (a supercritical branching process), so nesting is capped here: past
+# a few levels a generated spec grows to megabytes and the campaign measures its own generator. spec_text's
+# explicit deep-nesting inputs (40 to 3000 levels) test the parser's depth limits instead.
+MAX_NEST = 5
+
+
 def _layer(r: random.Random, depth: int) -> str:
     name = r.choice(VOCAB) if r.random() < 0.9 else "".join(r.choice("abcxyz_09") for _ in range(r.randint(1, 300)))
     text = name
@@ -90,7 +96,7 @@ def _layer(r: random.Random, depth: int) -> str:
         for _ in range(r.randint(0, 5)):
             args.append(f"{r.choice(KEYS)}={_value(r)}" if r.random() < 0.4 else _value(r))
         text += "(" + ",".join(args) + ")"
-    if r.random() < 0.15 and depth < 70:
+    if r.random() < 0.15 and depth < MAX_NEST:
         text += "[" + _seq(r, depth + 1) + "]"
     return text
 
@@ -99,9 +105,9 @@ def _seq(r: random.Random, depth: int = 0) -> str:
     items = []
     for _ in range(r.randint(1, 6)):
         roll = r.random()
-        if roll < 0.12 and depth < 70:
+        if roll < 0.12 and depth < MAX_NEST:
             item = "(" + _seq(r, depth + 1) + ")"
-        elif roll < 0.2 and depth < 70:
+        elif roll < 0.2 and depth < MAX_NEST:
             item = "[" + _seq(r, depth + 1) + "]"
         else:
             item = _layer(r, depth)
@@ -180,7 +186,7 @@ def _size_text(r: random.Random) -> str:
 
 
 def cli_argv(r: random.Random) -> list[str]:
-    cmd = r.choice(["size", "solve", "chain", "summary", "check", "zoo", "data", "tour", "bogus", None])
+    cmd = r.choice(["size", "solve", "chain", "summary", "check", "draw", "zoo", "data", "tour", "bogus", None])
     if cmd is None:
         return [r.choice(["--help", "--version", "-x", ""])][: r.randint(0, 1)]
     argv = [cmd]
@@ -222,6 +228,13 @@ def cli_argv(r: random.Random) -> list[str]:
             argv += ["--format", r.choice(["table", "markdown", "csv", "json", "html", "xml"])]
         if r.random() < 0.3:
             argv.append("--json")
+    elif cmd == "draw":
+        argv.append(spec_text(r) if r.random() < 0.8 else r.choice(["resnet20", "lenet", "mobilenet", "nothing"]))
+        argv += ["--out", "-", "--format", r.choice(["json", "dot", "svg", "svg", "png", "xml"])]
+        argv += ["--view", r.choice(["graph", "volumes", "volumes", "cubes"])]
+        for flag in r.sample(["--input", "--depth", "--num-classes", "--block"], r.randint(0, 3)):
+            argv += [flag, r.choice([f"{r.randint(1, 4)},{r.randint(1, 40)},{r.randint(1, 40)}", str(_int(r)),
+                                     "conv1", "layer1,fc", ""])]
     elif cmd == "zoo":
         argv += [r.choice(["*", "resnet*", "nothing*", "[", "lenet"])][: r.randint(0, 1)]
     elif cmd == "data":
@@ -470,11 +483,12 @@ class Campaign:
     def api(self, r: random.Random):
         from convlab.serve import api
 
-        route = r.choice(["summary", "explain", "solve", "zoo", "nothing"])
+        route = r.choice(["summary", "draw", "explain", "solve", "zoo", "nothing"])
         params = {"spec": spec_text(r) if r.random() < 0.8 else json.dumps(structure(r), default=str),
                   "input": r.choice(["", "3,32,32", "1,28,28", f"{_int(r)},{_int(r)},{_int(r)}", "a"]),
                   "format": r.choice([None, "text", "yaml", "json", "xml"]), "layer": r.choice(["conv1", "", "fc"]),
-                  "in": str(_int(r)), "out": str(_int(r))}
+                  "in": str(_int(r)), "out": str(_int(r)), "view": r.choice(["graph", "volumes", "", "x"]),
+                  "depth": r.choice(["", "0", "1", "2", str(_int(r)), "a"])}
         self.call("api", (route, params), self._api, api, route, params)
 
     @staticmethod

@@ -318,6 +318,18 @@ def test_a_plain_state_dict_given_as_checkpoint(run, capsys):
     assert rc == 2 and "holds a plain state_dict (weights only: weight, bias" in err and "load_state_dict" in err
 
 
+def test_an_old_pickle_file_as_checkpoint_says_one_line_and_no_torch_warning(run, capsys):
+    import pickle
+    import warnings
+
+    (run / "old.pt").write_bytes(pickle.dumps({"model": [1, 2]}, protocol=4))  # torch warns on this protocol
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        rc, err = err_of(capsys, ["eval", str(run / "old.pt"), "--device", "cpu"])
+    assert rc == 2 and "old.pt" in err and err.count("\n") == 1, err
+    assert [str(w.message)[:80] for w in seen] == []
+
+
 def test_resume_with_a_changed_model_is_refused(mini, run, capsys):
     edit_checkpoints(run, epoch=0, batch=0, scheduler={"step": 0})
     rc, err = err_of(capsys, ["train", "resnet20", "--out", str(run), "--resume", "--device", "cpu"])

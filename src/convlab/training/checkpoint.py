@@ -9,6 +9,7 @@ again on the command line (:func:`model_source`).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -102,7 +103,9 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     if not path.is_file():
         raise RunError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns on some damaged files before it raises: the error says it
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a corrupt file or one holding arbitrary objects
         raise RunError(f"{path}: cannot load the checkpoint safely ({type(e).__name__}: "
                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
