@@ -16,7 +16,7 @@ NOTEBOOKS = sorted((ROOT / "examples").glob("*.ipynb"))
 
 
 def test_there_are_notebooks():
-    assert {p.name for p in NOTEBOOKS} >= {"lenet-d2l-homework.ipynb", "resnet20-study.ipynb"}
+    assert {p.name for p in NOTEBOOKS} >= {"lenet-d2l-homework.ipynb", "resnet20-study.ipynb", "degradation.ipynb"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -52,7 +52,7 @@ def test_notebook_runs_in_a_real_kernel(path, tmp_path, monkeypatch):
     shown = [o for c in code for o in _outputs(c, "display_data")]
     # summaries render as HTML tables
     assert any("<table class=convlab-summary>" in o["data"].get("text/html", "") for o in shown)
-    train = [c for c in code if "convlab.train(" in c.source]
+    train = [c for c in code if "convlab.train(" in c.source or "experiment.degradation(" in c.source]
     assert train, "every example notebook trains something"
     text = "".join(o["text"] for o in _outputs(train[0], "stream"))
     assert "epoch   1/" in text and "test accuracy" in text
@@ -65,5 +65,7 @@ def test_notebook_runs_in_a_real_kernel(path, tmp_path, monkeypatch):
     else:  # rich draws the live progress bar into an ipywidgets Output
         assert any("application/vnd.jupyter.widget-view+json" in o["data"]
                    for o in _outputs(train[0], "display_data"))
+    if "convlab.draw(" in "".join(c.source for c in code):  # diagrams render as SVG
+        assert any("image/svg+xml" in o["data"] for o in shown)
     if "plot_filters" in "".join(c.source for c in code):
         assert sum("image/png" in o["data"] for o in shown) >= 3  # curves, filters, maps

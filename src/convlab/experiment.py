@@ -314,17 +314,20 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def degradation(out: str | Path, depths: list[int] = (20, 56), preset: str = "quick", data: str | None = None,
+def degradation(out: str | Path, depths: list[int] = (20, 56), preset: str | Preset = "quick", data: str | None = None,
                 data_dir: str | None = None, device: str = "auto", seed: int = 0, resume: bool = False,
                 yes: bool = False, threads: int | None = None, progress: bool | None = None,
                 ask=None, _preset: Preset | None = None) -> dict:
     """Train the members and write results.json, degradation.png and gradients.png under ``out``;
-    returns the results (``interrupted`` set when a member was stopped). ``_preset`` replaces the
-    named preset (the tests' miniature recipe)."""
+    returns the results (``interrupted`` set when a member was stopped). ``preset`` is a name in
+    :data:`PRESETS` or a :class:`Preset` of your own (``dataclasses.replace(PRESETS["quick"], max_steps=300)``);
+    ``_preset`` replaces the named preset (the tests' miniature recipe)."""
     from .training import train
     from .training.device import device_kind
 
-    if preset not in PRESETS and _preset is None:
+    if isinstance(preset, Preset):
+        _preset = _preset or preset
+    elif preset not in PRESETS and _preset is None:
         raise UsageError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
     p = _preset or PRESETS[preset]
     depths = sorted(depths)
