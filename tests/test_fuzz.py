@@ -2,7 +2,7 @@
 lines, playground calls, corrupted datasets and run directories. Any foreign exception, hang, stray file or
 executed payload fails the test with the input that caused it.
 
-A bigger campaign: ``nice -n 19 python tests/fuzzing.py --examples 50000 --seed 1``. Set ``CONVLAB_FUZZ_SEED`` to
+``pytest -m slow -k fuzz`` runs 20,000; a bigger campaign: ``nice -n 19 python tests/fuzzing.py --examples 50000 --seed 1``. Set ``CONVLAB_FUZZ_SEED`` to
 run this budget on another part of the input space.
 """
 
@@ -21,15 +21,16 @@ EXAMPLES = 1500
 SEED = int(os.environ.get("CONVLAB_FUZZ_SEED", "0"))
 
 
-def test_a_fixed_budget_of_generated_input_finds_nothing(tmp_path):
+@pytest.mark.parametrize("examples", [EXAMPLES, pytest.param(20_000, marks=pytest.mark.slow)])
+def test_a_fixed_budget_of_generated_input_finds_nothing(tmp_path, examples):
     out = tmp_path / "result.json"
     # its own process: the campaign sets an address-space limit, which must not outlive it
-    proc = subprocess.run([sys.executable, str(Path(fuzzing.__file__)), "--examples", str(EXAMPLES),
+    proc = subprocess.run([sys.executable, str(Path(fuzzing.__file__)), "--examples", str(examples),
                            "--seed", str(SEED), "--json", str(out)], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "CONVLAB_FUZZ_TIME_LIMIT": "5"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
-    assert result["inputs"] >= EXAMPLES * 0.9  # the budget ran (a few generated command lines are skipped)
+    assert result["inputs"] >= examples * 0.9  # the budget ran (a few generated command lines are skipped)
     assert set(result["by_target"]) == {"spec", "yaml-json", "spec-file", "cli", "api", "data", "run-files"}
     shown = "\n".join(f"{f['target']} {f['kind']}: {f['input'][:300]}\n{f['detail'][-800:]}"
                       for f in result["findings"][:5])
