@@ -311,3 +311,38 @@ def test_cli_default_out_and_no_overwrite(tmp_path, monkeypatch, capsys):
     assert out.read_text() == "mine" and "--force" in capsys.readouterr().err
     assert main(["draw", "lenet", "--format", "json", "--force"]) == 0
     assert out.read_bytes() == first
+
+
+def _dense_dot(n: int = 70) -> str:
+    """Every box wired to every later one: Graphviz needs well over a minute to lay this out."""
+    edges = "\n".join(f"  a{i} -> a{j};" for i in range(n) for j in range(i + 1, n))
+    return "digraph g {\n" + "\n".join(f'  a{i} [label="{i}"];' for i in range(n)) + "\n" + edges + "\n}\n"
+
+
+@needs_dot
+def test_a_slow_layout_is_announced_then_stopped_and_dot_does_not_outlive_it(monkeypatch):
+    import time
+
+    from convlab.drawing import dot
+
+    monkeypatch.setattr(dot, "SLOW_NOTE_S", 0.3)
+    notes = []
+    t = time.perf_counter()
+    with pytest.raises(dot.GraphvizError, match=r"took over 1\.5 s .*--depth N or --block NAME"):
+        dot.render(_dense_dot(), "svg", timeout=1.5, note=notes.append)
+    assert time.perf_counter() - t < 5
+    assert len(notes) == 1 and "still laying out 70 boxes and 2415 arrows after 0.3 s" in notes[0], notes
+    notes.clear()
+    assert dot.render("digraph g { a -> b; }", "svg", note=notes.append).startswith(b"<?xml")
+    assert notes == []  # a quick layout says nothing
+
+
+@needs_dot
+def test_the_draw_command_prints_the_slow_layout_note(monkeypatch, tmp_path, capsys):
+    from convlab.cli import main
+    from convlab.drawing import dot
+
+    monkeypatch.setattr(dot, "SLOW_NOTE_S", 0.0)  # every layout counts as slow
+    assert main(["draw", "lenet", "--out", str(tmp_path / "lenet.svg")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("convlab: Graphviz is still laying out") and err.count("\n") == 1, err

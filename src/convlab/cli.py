@@ -266,6 +266,7 @@ def cmd_draw(args) -> int:
         raise UsageError(f"--depth must be 0 or more, got {args.depth}")
     d = draw(args.model, args.input, view=args.view, depth=args.depth, blocks=args.block,
              num_classes=args.num_classes)
+    d.note = lambda text: print(f"convlab: {text}", file=sys.stderr, flush=True)
     if args.out == "-":
         sys.stdout.write(d.render(fmt).decode("utf-8"))
         return EXIT_OK

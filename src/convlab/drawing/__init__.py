@@ -32,6 +32,7 @@ class Diagram:
         self.summary = summary
         self.title = title or label
         self._svg = None
+        self.note = None  # note(text): told when Graphviz's layout is slow (the command line prints it)
 
     # -- data --------------------------------------------------------------------------------
 
@@ -63,7 +64,7 @@ class Diagram:
             else:
                 from .dot import render
 
-                self._svg = render(self.to_dot(), "svg").decode("utf-8")
+                self._svg = render(self.to_dot(), "svg", note=self.note).decode("utf-8")
         return self._svg
 
     def render(self, fmt: str) -> bytes:
@@ -82,7 +83,7 @@ class Diagram:
             return render_volumes_image(self.summary, fmt, title=self.title, fold_blocks=self.fold_blocks)
         from .dot import render
 
-        return render(self.to_dot(), fmt)
+        return render(self.to_dot(), fmt, note=self.note)
 
     def save(self, path, fmt: str | None = None) -> Path:
         """Write the picture to ``path`` (format from the suffix unless given), atomically."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 
 from ..errors import ConvlabError
 from .graph import Graph, dims
@@ -114,16 +115,44 @@ def dot_binary() -> str:
     return path
 
 
-def render(dot_text: str, fmt: str, *, dpi: int = 96, timeout: float = 120) -> bytes:
-    """Lay out and render DOT text with Graphviz (svg, png or pdf), within ``timeout`` seconds."""
+SLOW_NOTE_S = 5.0  # after this long, render() calls its ``note`` with what is going on
+
+
+def render(dot_text: str, fmt: str, *, dpi: int = 96, timeout: float = 120, note=None) -> bytes:
+    """Lay out and render DOT text with Graphviz (svg, png or pdf), within ``timeout`` seconds.
+    ``note(text)``, if given, hears once when the layout has taken :data:`SLOW_NOTE_S` seconds (the
+    command line prints it, so a dense graph does not look like a hang)."""
     args = [dot_binary(), f"-T{fmt}"]
     if fmt == "png":
         args.append(f"-Gdpi={dpi}")
+    # dot reads the text from an unnamed temporary file, not a pipe: communicate() retried after a timeout
+    # stops feeding a pipe, and a pipe fed from here would need a writer thread
+    with tempfile.TemporaryFile() as source:
+        source.write(dot_text.encode("utf-8"))
+        source.seek(0)
+        proc = subprocess.Popen(args, stdin=source, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        res = subprocess.run(args, input=dot_text.encode("utf-8"), capture_output=True, timeout=timeout)
+        first = min(SLOW_NOTE_S, timeout) if note is not None else timeout
+        try:
+            stdout, stderr = proc.communicate(timeout=first)
+        except subprocess.TimeoutExpired:
+            if first >= timeout:
+                raise
+            nodes = dot_text.count(" [label=")
+            edges = dot_text.count(" -> ")
+            note(f"Graphviz is still laying out {nodes} boxes and {edges} arrows after {first:g} s (it stops at "
+                 f"{timeout:g} s); Ctrl-C and draw less with --depth N or --block NAME")
+            stdout, stderr = proc.communicate(timeout=timeout - first)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
         raise GraphvizError(f"Graphviz's dot took over {timeout:g} s to lay the graph out; draw less of it with "
                             "--depth N or --block NAME") from None
+    except BaseException:  # Ctrl-C: no dot left running
+        proc.kill()
+        proc.communicate()
+        raise
+    res = subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
     if res.returncode != 0:
         msg = res.stderr.decode("utf-8", "replace").strip().splitlines()
         raise GraphvizError(f"Graphviz's dot failed (exit {res.returncode}): {msg[0] if msg else 'no message'}")
