@@ -4,6 +4,8 @@ import json
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from convlab import build, limits, parse
 from convlab.analyze.checks import check
@@ -36,6 +38,39 @@ def quick(fn, *a, seconds=5.0, **kw):
 def test_spec_limits_are_named(text, words):
     with pytest.raises(SpecError, match=words.replace("(", r"\(").replace(")", r"\)")):
         quick(parse, text)
+
+
+@given(openers=st.lists(st.sampled_from(["(", "[", "residual[", "( ", "stage["]), min_size=40, max_size=60),
+       inner=st.sampled_from(["relu", "conv(4,3)", "conv (4,3)", "fc(3) relu"]))
+def test_the_lexer_refuses_deep_nesting_where_the_parser_would(openers, inner):
+    closers = {"(": ")", "[": "]", "residual[": "]", "( ": ")", "stage[": "]"}
+    text = "".join(openers) + inner + "".join(closers[o] for o in reversed(openers))
+    depth = len(openers) + ("conv (" in inner)  # "conv (4,3)": the space makes the bracket a group
+    if depth <= 50:
+        try:
+            parse(text)
+        except SpecError as e:
+            assert "nested" not in str(e), str(e)  # e.g. 'stage' is no layer: another error, not nesting
+        return
+    if len(openers) > 50:  # the bracket of the 51st opener
+        col = len("".join(openers[:50])) + max(openers[50].find("("), openers[50].find("[")) + 1
+    else:
+        col = text.index("(4,3)") + 1
+    with pytest.raises(SpecError, match=rf"brackets nested 51 deep, beyond convlab's limit of 50 \(line 1, column {col}\)"):
+        parse(text)
+
+
+def test_a_megabyte_of_brackets_is_refused_at_the_51st(tmp_path):
+    with pytest.raises(SpecError, match="nested 51 deep"):
+        quick(parse, "[" * 500_000 + "relu" + "]" * 499_000, seconds=0.5)
+    for suffix in (".yaml", ".json"):
+        (tmp_path / f"deep{suffix}").write_text('{"a": "[[[[", "b": ' + "[" * 400_000 + "]" * 400_000 + "}")
+        with pytest.raises(SpecError, match="nested too deeply to read"):
+            quick(parse, tmp_path / f"deep{suffix}", seconds=0.5)
+    (tmp_path / "quoted.yaml").write_text('- "' + "{" * 1000 + '"\n- relu\n')  # brackets in a string nest nothing
+    with pytest.raises(SpecError) as e:
+        parse(tmp_path / "quoted.yaml")
+    assert "nested" not in str(e.value)
 
 
 def test_residual_stride_search_is_closed_form():

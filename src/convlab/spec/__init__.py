@@ -36,6 +36,7 @@ Example, the small CIFAR net of the notes on fc layers::
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -133,11 +134,33 @@ def read_spec_file(path: Path) -> str:
     return text
 
 
+_FLOW = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\n]|\'\')*\'|[\[\]{}]')
+
+
+def _flow_nesting_over(text: str, limit: int) -> bool:
+    """Whether JSON/YAML flow brackets ([ and {, quoted strings skipped) nest deeper than ``limit``."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    for m in _FLOW.finditer(text):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif c in "]}":
+            depth -= 1
+    return False
+
+
 def _load_structured(text: str, path: Path) -> Any:
     from .. import limits
 
     if len(text) > limits.MAX_SPEC_CHARS:
         raise SpecError(f"{path.name}: {len(text):,} characters, beyond convlab's limit of {limits.MAX_SPEC_CHARS:,}")
+    if _flow_nesting_over(text, limits.MAX_NESTING):  # before the parser walks 100,000 brackets down
+        raise SpecError(f"{path.name}: nested too deeply to read (convlab's limit is {limits.MAX_NESTING} "
+                        f"levels)")
     try:
         if path.suffix == ".json":
             try:

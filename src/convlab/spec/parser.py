@@ -40,6 +40,7 @@ class _Lexer:
     def tokens(self) -> list[Tok]:
         out: list[Tok] = []
         line, line_start, pos, space = 1, 0, 0, True
+        depth, counted = 0, []  # brackets open as the parser counts them (an argument list is not nesting)
         while pos < len(self.text):
             m = _TOKEN.match(self.text, pos)
             if not m:
@@ -55,7 +56,18 @@ class _Lexer:
                 out.append(Tok("sep", m.group(), line, pos - line_start + 1, True))
                 space = True
             else:
-                out.append(Tok(kind, m.group(), line, pos - line_start + 1, space))
+                text = m.group()
+                if kind == "punct" and text in "([":
+                    nests = text == "[" or space or not out or out[-1].kind != "name"
+                    counted.append(nests)
+                    depth += nests
+                    if depth > limits.MAX_NESTING:  # refused here, before the rest of a huge text is read
+                        col = pos - line_start + 1
+                        raise SpecError(f"brackets nested {depth} deep, beyond convlab's limit of "
+                                        f"{limits.MAX_NESTING} (line {line}, column {col})" + self.caret(line, col, 1))
+                elif kind == "punct" and text in ")]" and counted:
+                    depth -= counted.pop()
+                out.append(Tok(kind, text, line, pos - line_start + 1, space))
                 space = False
             pos = m.end()
         out.append(Tok("end", "", line, pos - line_start + 1, True))
