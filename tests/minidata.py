@@ -32,6 +32,27 @@ def make_idx_dataset(folder: Path, n_train=50, n_test=20, classes=10, compress=T
     return parts
 
 
+def mini_run_folder(tmp_path: Path, monkeypatch, n_train=64, n_test=32) -> Path:
+    """A test's working folder: the current folder, a private cache, a learnable Fashion-MNIST in ``fm``."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    make_idx_dataset(tmp_path / "fm", n_train=n_train, n_test=n_test, learnable=True)
+    return tmp_path
+
+
+TINY_SPEC = "conv(4,3,p=1) bn relu maxpool(2) conv(8,3,p=1) relu gap flatten fc(10)"
+
+
+def tiny_config(tmp_path: Path, **kw):
+    """A TrainConfig for TINY_SPEC on the ``fm`` folder of :func:`mini_run_folder`: one epoch, one thread."""
+    from convlab.training import TrainConfig
+
+    base = dict(model=TINY_SPEC, data="fashion-mnist", data_dir=str(tmp_path / "fm"), epochs=1, batch_size=16,
+                lr=0.05, device="cpu", augment="none", threads=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
 def make_cifar10(folder: Path, per_batch=6, seed=0):
     rng = np.random.default_rng(seed)
     folder = Path(folder)

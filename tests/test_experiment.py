@@ -8,7 +8,7 @@ import signal
 
 import pytest
 import torch
-from minidata import make_idx_dataset
+from minidata import mini_run_folder
 
 from convlab import experiment as E
 from convlab.cli import main
@@ -22,10 +22,7 @@ TINY = dataclasses.replace(E.PRESETS["quick"], width=2, batch_size=16, epochs=2,
 
 @pytest.fixture
 def mini(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    make_idx_dataset(tmp_path / "fm", n_train=96, n_test=40, learnable=True)
-    return tmp_path
+    return mini_run_folder(tmp_path, monkeypatch, n_train=96, n_test=40)
 
 
 def run(mini, out="exp", **kw):

@@ -10,29 +10,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from minidata import make_idx_dataset
+from minidata import TINY_SPEC, mini_run_folder, tiny_config
 
 from convlab import fileio
 from convlab.cli import main
 from convlab.errors import ConvlabError, WriteError
-from convlab.training import TrainConfig, train
+from convlab.training import train
 
-SPEC = "conv(4,3,p=1) bn relu maxpool(2) conv(8,3,p=1) relu gap flatten fc(10)"
+SPEC = TINY_SPEC
+cfg = tiny_config
 
 
 @pytest.fixture
 def mini(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    make_idx_dataset(tmp_path / "fm", n_train=64, n_test=32, learnable=True)
-    return tmp_path
-
-
-def cfg(tmp_path, **kw):
-    base = dict(model=SPEC, data="fashion-mnist", data_dir=str(tmp_path / "fm"), epochs=1, batch_size=16, lr=0.05,
-                device="cpu", augment="none", threads=1)
-    base.update(kw)
-    return TrainConfig(**base)
+    return mini_run_folder(tmp_path, monkeypatch)
 
 
 def temps(folder):

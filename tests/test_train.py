@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from minidata import make_idx_dataset
+from minidata import mini_run_folder
 
 from convlab.cli import main
 from convlab.errors import ConvlabError
@@ -23,10 +23,7 @@ SPEC = "conv(4,3,p=1) bn relu maxpool(2) conv(8,3,p=1) relu gap flatten dropout(
 
 @pytest.fixture
 def mini(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    make_idx_dataset(tmp_path / "fm", n_train=96, n_test=40, learnable=True)
-    return tmp_path
+    return mini_run_folder(tmp_path, monkeypatch, n_train=96, n_test=40)
 
 
 def cfg(tmp_path, **kw):
