@@ -182,3 +182,12 @@ def test_module_path_passed_to_convlab_summary_is_found_in_the_current_folder(tm
     s = convlab.summary("mymodels_py_cwd_test:Net", (3, 6, 6))
     assert s.output_shape == [1, 4, 4, 4] and s.trainable_params == 3 * 4 * 9 + 4
     assert sys.path == path_before  # the folder was on the path for the import only
+
+
+@pytest.mark.parametrize("name, shape", [("resnet20", None), ("resnet20:shortcut=B", None), ("lenet", (1, 32, 32))])
+def test_build_takes_a_zoo_name_as_summary_does(name, shape):
+    net = convlab.build(name, shape)
+    s = convlab.summary(name, shape)
+    assert sum(p.numel() for p in net.parameters()) == s.trainable_params
+    want = shape or zoo.get(name.split(":")[0]).input_shape
+    assert list(net(torch.zeros(1, *want)).shape) == s.output_shape

@@ -96,5 +96,14 @@ def build(spec, input_shape=None, num_classes: int | None = None):
     ...           input_shape=(3, 32, 32))
     >>> m.fc1.in_features
     2048
+
+    A zoo name (``"resnet20"``, ``"resnet20:shortcut=B"``) builds that model, for its own input unless
+    ``input_shape`` says otherwise.
     """
+    if isinstance(spec, str):
+        from . import zoo
+
+        if zoo.is_zoo_name(spec.strip()):
+            spec, entry = zoo.spec_for(spec.strip())
+            input_shape = input_shape if input_shape is not None else entry.input_shape
     return build_plan(plan(spec, input_shape, num_classes))
