@@ -154,3 +154,17 @@ def test_a_decompression_bomb_png_is_a_data_error(tmp_path):
     (tmp_path / "a" / "bomb.png").write_bytes(png)
     with pytest.raises(DataError, match="bomb.png"):
         read_image_folder(tmp_path)
+
+
+@pytest.mark.parametrize("encoding, words", [("ltin1", "'ltin1'"), ("rot13", "'rot13'"), ("latin1", None)])
+def test_a_pickle_naming_another_codec_for_its_bytes(tmp_path, encoding, words):
+    # Python 3 pickles bytes at protocol 2 as _codecs.encode('...', 'latin1'); a corrupt file may name any codec
+    text = pickle.dumps({"label_names": ["a"], "data": b"\xff\x01"}, protocol=2)
+    assert text.count(b"latin1") == 1
+    p = tmp_path / "batches.meta"
+    p.write_bytes(text.replace(b"X\x06\x00\x00\x00latin1", b"X" + struct.pack("<I", len(encoding)) + encoding.encode()))
+    if words is None:
+        assert load_cifar_pickle(p)["data"] == b"\xff\x01"
+        return
+    with pytest.raises(DataError, match=f"batches.meta: not a plain CIFAR batch — encode\\(str, {words}\\)"):
+        load_cifar_pickle(p)

@@ -157,8 +157,22 @@ class _RestrictedUnpickler(pickle.Unpickler):
             found = super().find_class(module, name)
             if name == "_reconstruct":
                 return _bounded_reconstruct(found)
+            if name == "encode":
+                return _latin1_encode
             return found
         raise pickle.UnpicklingError(f"refused to load global {module}.{name}")
+
+
+def _latin1_encode(text, encoding="latin1", errors="strict"):
+    """``_codecs.encode`` as pickles of bytes use it, and only so: text to latin-1 bytes (a corrupt or hostile
+    pickle could name any codec, or a codec's error handler)."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
+        raise pickle.UnpicklingError(f"encode({type(text).__name__}, {str(encoding)[:20]!r}) is not how a CIFAR "
+                                     f"batch stores bytes")
+    try:
+        return text.encode("latin1")
+    except UnicodeEncodeError:
+        raise pickle.UnpicklingError("bytes stored as text outside latin-1") from None
 
 
 def _bounded_reconstruct(reconstruct):
@@ -188,7 +202,7 @@ def load_cifar_pickle(path: Path) -> dict:
     except pickle.UnpicklingError as e:
         raise DataError(f"{path}: not a plain CIFAR batch — {str(e)[:200]}; nothing from it was executed") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError, MemoryError,
-            RecursionError, UnicodeDecodeError, SystemError) as e:
+            RecursionError, UnicodeError, LookupError, SystemError) as e:
         raise DataError(f"{path}: truncated or corrupt pickle ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(obj, dict):
         raise DataError(f"{path}: expected a dict, found {type(obj).__name__}")
