@@ -372,15 +372,7 @@ def _loop(s: _Setup, resume: bool, progress: bool | None) -> Run:
                     continue  # resuming mid-epoch: these batches were trained before
                 if step >= total_steps:
                     break
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_at(step, total_steps, cfg)
-                with autocast:
-                    logits = model(x)
-                    loss = head.loss(logits, y, cfg.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                loss, logits = train_step(s, x, y, step)
                 step += 1
                 tally.add(loss, logits, y)
                 if steplog is not None:
@@ -468,6 +460,22 @@ def _loop(s: _Setup, resume: bool, progress: bool | None) -> Run:
               f"(best {100 * run.best_acc:.2f}% at epoch {best_epoch['epoch'] if best_epoch else '-'}) — "
               f"{rundir.path}" if acc is not None else f"run saved in {rundir.path}")
     return run
+
+
+def train_step(s: _Setup, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a batch, the learning rate set from the schedule for ``step`` (steps taken
+    before it): forward under autocast, loss, backward, step. Returns (loss, logits). The loop calls it
+    for every batch, and ``bench/time_to_accuracy.py`` calls it to train what ``convlab train`` trains."""
+    for group in s.optimizer.param_groups:
+        group["lr"] = lr_at(step, s.total_steps, s.cfg)
+    with s.autocast:
+        logits = s.model(x)
+        loss = head.loss(logits, y, s.cfg.label_smoothing)
+    s.optimizer.zero_grad(set_to_none=True)
+    s.scaler.scale(loss).backward()
+    s.scaler.step(s.optimizer)
+    s.scaler.update()
+    return loss, logits
 
 
 def _nonfinite(where: tuple, cfg: TrainConfig, rundir: RunDir, what: str = "loss") -> TrainingError:
