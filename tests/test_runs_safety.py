@@ -481,3 +481,12 @@ def test_kill_9_at_random_moments_and_during_saves_20_trials(mini):
         assert not [q.name for q in out.iterdir() if q.name.endswith(".tmp") or q.name == RunLock.NAME], trial
     print(f"\nkill -9 trials: {stats}, reference run {ref_s:.1f} s with {saves} fsyncs")
     assert stats["killed"] >= 15 and stats["in_save"] >= 5
+
+
+def test_every_config_key_has_a_checked_type():
+    # a new TrainConfig field without its entry in the one table of types breaks every run's read-back
+    from dataclasses import fields
+
+    from convlab.training.config import _TYPES, TrainConfig
+
+    assert set(_TYPES) == {f.name for f in fields(TrainConfig)}

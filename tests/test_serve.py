@@ -144,6 +144,46 @@ def test_yaml_spec_as_dropped():
     assert status == 400 and "line" not in body  # positions in YAML are per item: no underline in the text
 
 
+@pytest.mark.parametrize("spec,shape", SPECS)
+def test_api_draw_is_convlab_draw(spec, shape):
+    import xml.etree.ElementTree as ET
+
+    import convlab
+
+    for view in ("volumes", "graph"):
+        if view == "graph" and not shutil.which("dot"):
+            continue
+        status, body = api.handle("draw", {"spec": spec, "view": view, **({"input": shape} if shape else {})})
+        assert status == 200 and body["ok"] and body["view"] == view, body.get("message")
+        assert ET.fromstring(body["svg"]).tag.endswith("svg")
+        d = convlab.draw(spec, tuple(int(v) for v in shape.split(",")) if shape else None, view=view)
+        if view == "graph":
+            assert body["nodes"] == len(d.graph.nodes) and body["edges"] == len(d.graph.edges)
+        else:
+            assert body["svg"] == d.to_svg()  # the page shows exactly what `convlab draw --view volumes` writes
+
+
+def test_api_draw_depth_bounds_and_refusals(tmp_path, monkeypatch):
+    if shutil.which("dot"):
+        full = api.handle("draw", {"spec": "resnet20", "view": "graph"})[1]
+        folded = api.handle("draw", {"spec": "resnet20", "view": "graph", "depth": "1"})[1]
+        assert folded["nodes"] < full["nodes"]
+    for params, word in [({"spec": "resnet20", "view": "tree"}, "view"),
+                         ({"spec": "resnet20", "depth": "-1"}, "depth"),
+                         ({"spec": "tempfile:mkdtemp"}, "never imports code"),
+                         ({"spec": "relu " * 5000}, f"{api.MAX_SPEC_CHARS:,}")]:
+        status, body = api.handle("draw", params)
+        assert status == 400 and word in body["message"], (params, body)
+    monkeypatch.setattr(api.limits, "PLAYGROUND_GRAPH_NODES", 10)
+    status, body = api.handle("draw", {"spec": "resnet20", "view": "graph"})
+    assert status == 400 and "at most 10" in body["message"]
+    monkeypatch.undo()
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Graphviz: the graph says so, the volumes view still draws
+    status, body = api.handle("draw", {"spec": "lenet-modern", "view": "graph"})
+    assert status == 400 and "Graphviz" in body["message"] and "volumes view needs no Graphviz" in body["message"]
+    assert api.handle("draw", {"spec": "lenet-modern", "view": "volumes"})[0] == 200
+
+
 # ------------------------------------------------------------------ the HTTP server
 
 
@@ -316,3 +356,28 @@ def test_page_url_follows_the_spec(browser, server):
     browser.get(browser.current_url)  # the shared link opens the same view
     _wait(browser, lambda d: _state(d) == "ok")
     assert [t[0] for t in _table(browser)] == ["conv1", "relu", "flatten", "fc"]
+
+
+def test_page_draws_the_model_and_follows_the_spec(browser, server):
+    import convlab
+
+    browser.get(server + "/?spec=resnet20")
+    _wait(browser, lambda d: d.execute_script("return document.body.dataset.picture") == "ok")
+    img = browser.find_element("id", "picture")
+    assert img.get_attribute("data-view") == "volumes" and img.size["width"] > 300
+    browser.find_element("css selector", '.tab[data-view="graph"]').click()
+    _wait(browser, lambda d: d.find_element("id", "picture").get_attribute("data-view") == "graph")
+    if not shutil.which("dot"):
+        return
+    assert img.get_attribute("data-nodes") == str(len(convlab.draw("resnet20").graph.nodes))
+    browser.get(server + "/?view=graph&input=1,28,28&spec=lenet-modern")
+    _wait(browser, lambda d: d.execute_script("return document.body.dataset.picture") == "ok")
+    img = browser.find_element("id", "picture")
+    _type(browser, "conv(8,3,p=1) relu maxpool(2) flatten fc(10)")
+    _wait(browser, lambda d: d.execute_script("return document.body.dataset.pictureSeq === String(state.seq)"))
+    assert img.get_attribute("data-nodes") == str(len(convlab.draw("conv(8,3,p=1) relu maxpool(2) flatten fc(10)",
+                                                                  (1, 28, 28)).graph.nodes))
+    assert "view=graph" in browser.current_url
+    _type(browser, "conv(8,3,p=1) relx")  # an error: the last picture stays, dimmed with the table
+    _wait(browser, lambda d: _state(d) == "error")
+    assert not img.get_attribute("hidden") and "stale" in browser.find_element("id", "view").get_attribute("class")

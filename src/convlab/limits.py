@@ -37,6 +37,10 @@ MAX_SOLUTIONS = 100_000
 #: The largest input the playground plans for (per side, and channels).
 PLAYGROUND_INPUT_SIDE = 4096
 PLAYGROUND_INPUT_CHANNELS = 4096
+#: Boxes of a graph the playground lays out with Graphviz, and the seconds it gives the layout
+#: (ResNet-110 at full depth is about 340 boxes and lays out in well under a second).
+PLAYGROUND_GRAPH_NODES = 1_500
+PLAYGROUND_DRAW_SECONDS = 10.0
 #: Bytes one dataset file may decompress to (Fashion-MNIST's largest is 47 MB; CIFAR-100's 150 MB).
 MAX_DATA_FILE_BYTES = 4 << 30
 

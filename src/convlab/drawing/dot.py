@@ -114,16 +114,16 @@ def dot_binary() -> str:
     return path
 
 
-def render(dot_text: str, fmt: str, *, dpi: int = 96) -> bytes:
-    """Lay out and render DOT text with Graphviz (svg, png or pdf)."""
+def render(dot_text: str, fmt: str, *, dpi: int = 96, timeout: float = 120) -> bytes:
+    """Lay out and render DOT text with Graphviz (svg, png or pdf), within ``timeout`` seconds."""
     args = [dot_binary(), f"-T{fmt}"]
     if fmt == "png":
         args.append(f"-Gdpi={dpi}")
     try:
-        res = subprocess.run(args, input=dot_text.encode("utf-8"), capture_output=True, timeout=120)
+        res = subprocess.run(args, input=dot_text.encode("utf-8"), capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise GraphvizError("Graphviz's dot took over 120 s to lay the graph out; draw less of it with --depth N "
-                            "or --block NAME") from None
+        raise GraphvizError(f"Graphviz's dot took over {timeout:g} s to lay the graph out; draw less of it with "
+                            "--depth N or --block NAME") from None
     if res.returncode != 0:
         msg = res.stderr.decode("utf-8", "replace").strip().splitlines()
         raise GraphvizError(f"Graphviz's dot failed (exit {res.returncode}): {msg[0] if msg else 'no message'}")

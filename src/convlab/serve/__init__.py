@@ -37,6 +37,7 @@ def _static(name: str) -> bytes:
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "convlab-serve"
+    protocol_version = "HTTP/1.1"  # keep-alive: the page's calls as you type reuse one connection
     quiet = True
 
     def log_message(self, fmt, *args):  # noqa: D401 - the page polls as you type: no line per request

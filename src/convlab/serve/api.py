@@ -153,6 +153,44 @@ def explain(spec: str | None, input_shape: str | None, layer: str | None, fmt: s
             "text": str(e), **e.to_dict()}
 
 
+def draw(spec: str | None, input_shape: str | None = None, view: str | None = None, fmt: str | None = None,
+         depth: str | None = None) -> dict:
+    """``convlab draw``'s picture as SVG text: the graph (laid out by Graphviz) or the volumes view, for
+    the same model and input as the summary. ``depth`` folds blocks as ``--depth`` does."""
+    from ..drawing import VIEWS
+    from ..drawing import draw as draw_model
+
+    view = view or "graph"
+    if view not in VIEWS:
+        raise UsageError(f"view: expected one of {', '.join(VIEWS)}, got {view[:20]!r}")
+    levels = None
+    if depth not in (None, ""):
+        if not str(depth).isdigit() or len(str(depth)) > 3:
+            raise UsageError(f"depth: expected 0 or more (at most 3 digits), got {str(depth)[:20]!r}")
+        levels = int(depth)
+    ref = _ref(spec, fmt)
+    d = draw_model(ref, parse_input(input_shape), view=view, depth=levels)
+    out = {"view": view, "model": d.label}
+    if view == "graph":
+        from ..drawing.dot import render
+
+        n = len(d.graph.nodes)
+        if n > limits.PLAYGROUND_GRAPH_NODES:
+            raise UsageError(f"the graph has {n:,} boxes; the playground lays out at most "
+                             f"{limits.PLAYGROUND_GRAPH_NODES:,} — fold blocks with a depth, or use "
+                             f"`convlab draw` on the command line")
+        out["nodes"], out["edges"] = n, len(d.graph.edges)
+        from ..drawing.dot import GraphvizError
+
+        try:
+            out["svg"] = render(d.to_dot(), "svg", timeout=limits.PLAYGROUND_DRAW_SECONDS).decode("utf-8")
+        except GraphvizError as e:
+            raise GraphvizError(f"{e} (the volumes view needs no Graphviz)") from None
+    else:
+        out["svg"] = d.to_svg()
+    return out
+
+
 def solve(in_size: str | None, out_size: str | None, limit: int = 12) -> dict:
     """``convlab solve``: the (kernel, stride, padding, dilation) settings that map one size to another."""
     from ..arith import solve as solve_sizes
@@ -205,6 +243,9 @@ def handle(route: str, params: dict[str, str]) -> tuple[int, dict]:
         if route == "explain":
             return 200, {"ok": True, **explain(params.get("spec"), params.get("input"), params.get("layer"),
                                                params.get("format"))}
+        if route == "draw":
+            return 200, {"ok": True, **draw(params.get("spec"), params.get("input"), params.get("view"),
+                                            params.get("format"), params.get("depth"))}
         if route == "solve":
             return 200, {"ok": True, **solve(params.get("in"), params.get("out"))}
         if route == "zoo":
@@ -218,5 +259,5 @@ def handle(route: str, params: dict[str, str]) -> tuple[int, dict]:
     return 404, {"ok": False, "kind": "UsageError", "message": f"no API call {route!r}; calls: " + ", ".join(ROUTES)}
 
 
-ROUTES = ("summary", "explain", "solve", "zoo")
+ROUTES = ("summary", "draw", "explain", "solve", "zoo")
 

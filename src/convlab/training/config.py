@@ -128,6 +128,7 @@ _TYPES: dict[str, tuple[tuple[str, ...], str]] = {
     "seed": (("int",), "a whole number, e.g. 0"),
     "max_steps": (("int", "none"), "a whole number of steps, or nothing"),
     "eval_every": (("int",), "a whole number of epochs, e.g. 1"),
+    "log_every": (("int", "none"), "a whole number of steps, or nothing"),
     "threads": (("int", "none"), "a whole number of CPU threads, or nothing"),
     "out": (("str", "none"), "a folder, or nothing"),
     "overrides": (("dict",), "a mapping of zoo options, e.g. {shortcut: B}"),

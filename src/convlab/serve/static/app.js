@@ -3,8 +3,9 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const DEBOUNCE_MS = 60;
-const state = { seq: 0, controller: null, timer: null, keyAt: null, last: null, format: "text", selected: null };
+const DEBOUNCE_MS = 40;
+const state = { seq: 0, controller: null, timer: null, keyAt: null, last: null, format: "text", selected: null,
+  view: "volumes" };
 
 function el(tag, attrs = {}, text = null) {
   const e = document.createElement(tag);
@@ -52,23 +53,39 @@ function syncScroll() { $("backdrop").scrollTop = $("spec").scrollTop; }
 
 // ---------------------------------------------------------------- rendering
 
+function cells(r) {
+  return [r.name, r.type, shapeText(r.output_shape), fmtInt(r.trainable_params), fmtInt(r.non_trainable_params),
+    si(r.macs), rfText(r.receptive_field)];
+}
+
 function renderSummary(s) {
   const tbody = $("table").querySelector("tbody");
-  tbody.textContent = "";
   const explainable = new Set(s.explainable || []);
-  for (const r of s.rows) {
-    const tr = el("tr", { "data-name": r.name, "data-type": r.type });
-    if (!r.leaf) tr.classList.add("container");
-    if (explainable.has(r.name)) {
-      tr.classList.add("explainable");
-      tr.addEventListener("click", () => explain(r.name, tr));
+  const old = tbody.rows;
+  const same = old.length === s.rows.length && s.rows.every((r, i) => old[i].dataset.name === r.name &&
+    old[i].dataset.type === r.type && old[i].classList.contains("explainable") === explainable.has(r.name) &&
+    old[i].classList.contains("container") === !r.leaf);
+  if (same) {  // a keystroke usually changes a few numbers: touch only the cells that differ
+    s.rows.forEach((r, i) => {
+      const tds = old[i].cells, texts = cells(r);
+      texts.forEach((t, j) => { if (tds[j].textContent !== t) tds[j].textContent = t; });
+      tds[5].title = fmtInt(r.macs);
+    });
+  } else {
+    const frag = document.createDocumentFragment();
+    for (const r of s.rows) {
+      const tr = el("tr", { "data-name": r.name, "data-type": r.type });
+      if (!r.leaf) tr.classList.add("container");
+      if (explainable.has(r.name)) {
+        tr.classList.add("explainable");
+        tr.addEventListener("click", () => explain(r.name, tr));
+      }
+      cells(r).forEach((t, j) => tr.append(el("td", j >= 2 ? { class: "num" } : {}, t)));
+      tr.cells[0].style.paddingLeft = `${8 + 14 * (r.depth || 0)}px`;
+      tr.cells[5].title = fmtInt(r.macs);
+      frag.append(tr);
     }
-    const name = el("td", {}, r.name);
-    name.style.paddingLeft = `${8 + 14 * (r.depth || 0)}px`;
-    tr.append(name, el("td", {}, r.type), el("td", { class: "num" }, shapeText(r.output_shape)),
-      el("td", { class: "num" }, fmtInt(r.trainable_params)), el("td", { class: "num" }, fmtInt(r.non_trainable_params)),
-      el("td", { class: "num", title: fmtInt(r.macs) }, si(r.macs)), el("td", { class: "num" }, rfText(r.receptive_field)));
-    tbody.append(tr);
+    tbody.replaceChildren(frag);
   }
   const totals = $("totals");
   totals.textContent = "";
@@ -112,12 +129,54 @@ async function getJSON(route, p, signal) {
   return r.json();
 }
 
+// ---------------------------------------------------------------- the picture (convlab draw)
+
+function pictureParams(p) {
+  const q = { ...p, view: state.view };
+  if ($("depth").value) q.depth = $("depth").value;
+  return q;
+}
+
+function fetchPicture(p, signal) {
+  return getJSON("draw", pictureParams(p), signal).catch((e) =>
+    e.name === "AbortError" ? null : { ok: false, message: "the playground's server does not answer" });
+}
+
+function renderPicture(body, my) {
+  const img = $("picture"), err = $("picture-error"), save = $("picture-save");
+  if (body.ok) {
+    const url = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(body.svg);
+    img.src = url;  // an <img>: the SVG is a picture here, nothing in it can run
+    img.dataset.view = body.view;
+    img.dataset.nodes = body.nodes === undefined ? "" : String(body.nodes);
+    img.hidden = false;
+    err.hidden = true;
+    save.href = url;
+    save.download = `${(body.model || "model").replace(/[^A-Za-z0-9_.-]+/g, "-").slice(0, 60)}-${body.view}.svg`;
+    save.hidden = false;
+    $("picture-status").textContent = body.view === "graph" ? `${body.nodes} boxes, ${body.edges} edges` : "";
+  } else {
+    err.textContent = body.message || "could not draw this model";
+    err.hidden = false;
+    $("picture-status").textContent = "";
+  }
+  document.body.dataset.pictureSeq = String(my);
+  document.body.dataset.picture = body.ok ? "ok" : "error";
+  if (state.keyAt !== null) document.body.dataset.pictureLatency = (performance.now() - state.keyAt).toFixed(1);
+}
+
+function selectTab(view) {
+  state.view = view;
+  for (const t of document.querySelectorAll(".tab")) t.setAttribute("aria-selected", String(t.dataset.view === view));
+}
+
 async function update() {
   state.timer = null;
   const my = ++state.seq;
   if (state.controller) state.controller.abort();
   state.controller = new AbortController();
   const p = params();
+  const picture = fetchPicture(p, state.controller.signal);  // in parallel: the table does not wait for it
   let body;
   try {
     body = await getJSON("summary", p, state.controller.signal);
@@ -133,6 +192,8 @@ async function update() {
     const q = new URLSearchParams({ spec: p.spec });
     if (p.input) q.set("input", p.input);
     if (p.format) q.set("format", p.format);
+    if (state.view !== "volumes") q.set("view", state.view);
+    if ($("depth").value) q.set("depth", $("depth").value);
     history.replaceState(null, "", "?" + q.toString());
   } else {
     showError(body);
@@ -144,6 +205,10 @@ async function update() {
   if (ms !== null) {
     document.body.dataset.latency = ms.toFixed(1);
     $("status").textContent = `updated ${ms.toFixed(0)} ms after the last keystroke (${DEBOUNCE_MS} ms of it waiting for you to pause)`;
+  }
+  if (body.ok) {  // on an error the last good picture stays, dimmed with the table
+    const pic = await picture;
+    if (pic && my === state.seq) renderPicture(pic, my);
   }
 }
 
@@ -212,6 +277,8 @@ function init() {
   $("spec").value = q.get("spec") ?? "conv(6,5,p=2) bn relu maxpool(2)\nconv(16,5) bn relu maxpool(2)\nflatten fc(120) relu fc(84) relu fc(10)";
   $("input").value = q.get("input") ?? (q.has("spec") ? "" : "1,28,28");
   if (q.get("format") === "yaml" || q.get("format") === "json") setFormat("x." + q.get("format"));
+  if (q.get("view") === "graph") selectTab("graph");
+  if (["1", "2"].includes(q.get("depth"))) $("depth").value = q.get("depth");
   $("spec").addEventListener("input", schedule);
   $("spec").addEventListener("scroll", syncScroll);
   $("input").addEventListener("input", schedule);
@@ -220,6 +287,10 @@ function init() {
     $("spec").value = $("zoo").value; $("input").value = ""; setFormat(""); $("zoo").value = ""; schedule();
   });
   $("solve-form").addEventListener("submit", solve);
+  for (const tab of document.querySelectorAll(".tab")) {
+    tab.addEventListener("click", () => { selectTab(tab.dataset.view); schedule(); });
+  }
+  $("depth").addEventListener("change", schedule);
   $("copy").addEventListener("click", async () => {
     const line = $("python").textContent;
     try { await navigator.clipboard.writeText(line); $("copy").textContent = "copied"; }
