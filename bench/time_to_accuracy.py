@@ -40,8 +40,8 @@ from pathlib import Path
 
 # the recipe convlab's lenet-modern trained with before this bench (README, "Training speed")
 TODAY = dict(epochs=8, batch_size=256, optimizer="sgd", lr=0.2, momentum=0.9, weight_decay=5e-4,
-             schedule="onecycle", warmup=0.25, label_smoothing=0.1, augment="flip", init="default")
-QUICK_TRAIN, QUICK_TEST, QUICK_TARGET = 4096, 1024, 0.70
+             schedule="onecycle", warmup=0.25, label_smoothing=0.1, augment="flip", init="default", test_flip=False)
+QUICK_TRAIN, QUICK_TEST, QUICK_TARGET, QUICK_STEPS = 2048, 1024, 0.60, 24  # --quick: steps per candidate
 
 
 @dataclass
@@ -54,6 +54,8 @@ class Candidate:
     step: int = 0
     epochs: int = 0
     accs: list = field(default_factory=list)      # test accuracy after each epoch
+    flip_accs: list = field(default_factory=list)  # the same with a test-time flip (--flip), and its seconds
+    flip_s: list = field(default_factory=list)
     train_s: list = field(default_factory=list)   # training seconds of each epoch
     eval_s: list = field(default_factory=list)    # evaluation seconds after each epoch
 
@@ -85,7 +87,8 @@ def _value(text: str):
             return cast(text)
         except ValueError:
             pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+    # "none" stays text (augment=none means no augmentation); "null" is YAML's nothing, the family's default
+    return {"true": True, "false": False, "null": None}.get(text.lower(), text)
 
 
 def dataset(quick: bool):
@@ -113,15 +116,15 @@ def dataset(quick: bool):
     return ds, what
 
 
-def prepare(c: Candidate, ds, seed: int, threads: int, root: Path) -> None:
+def prepare(c: Candidate, ds, seed: int, threads: int, root: Path, max_steps: int | None = None) -> None:
     from convlab.training import TrainConfig
     from convlab.training.loop import _prepare
 
     cfg = TrainConfig(model=c.model, data=ds.name, seed=seed, device="cpu", threads=threads,
-                      out=str(root / f"{c.name}-{seed}"), **c.settings)
+                      out=str(root / f"{c.name}-{seed}"), **{**c.settings, **({"max_steps": max_steps} if max_steps else {})})
     with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):  # the notes a run prints
         c.setup = _prepare(c.model, ds, cfg, False, {})
-    c.epochs = c.setup.cfg.epochs
+    c.epochs = min(c.setup.cfg.epochs, -(-c.setup.total_steps // c.setup.steps_per_epoch))  # --quick: its steps
 
 
 def train_epoch(c: Candidate) -> float:
@@ -143,12 +146,14 @@ def train_epoch(c: Candidate) -> float:
     return time.perf_counter() - t
 
 
-def evaluate(c: Candidate) -> tuple[float, float]:
+def evaluate(c: Candidate, flip: bool | None = None) -> tuple[float, float]:
+    """Test accuracy and seconds, scored as the candidate's run scores it (``flip`` None: its test_flip)."""
     from convlab.training.loop import evaluate as ev
 
     s = c.setup
     t = time.perf_counter()
-    _, acc = ev(s.model, s.test_batches, s.d, s.device, s.autocast)
+    _, acc = ev(s.model, s.test_batches, s.d, s.device, s.autocast,
+                flip=s.cfg.test_flip if flip is None else flip)
     return acc, time.perf_counter() - t
 
 
@@ -171,8 +176,11 @@ def main(argv=None) -> int:
                     help="another candidate (repeatable; default: none)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--quick", action="store_true",
-                    help=f"a {QUICK_TRAIN}-image training subset and {QUICK_TEST} test images, one seed: "
-                         "seconds, to keep the bench working (default: off)")
+                    help=f"a {QUICK_TRAIN}-image training subset, {QUICK_TEST} test images, {QUICK_STEPS} steps "
+                         "per candidate, one seed: seconds, to keep the bench working (default: off)")
+    ap.add_argument("--flip", action="store_true",
+                    help="also score every candidate with a test-time flip (the mean of the scores of each test "
+                         "image and its mirror image): rows NAME+tf, from the same training (default: off)")
     ap.add_argument("--verbose", action="store_true", help="print each epoch's accuracy as it comes (default: off)")
     args = ap.parse_args(argv)
     target = args.target if args.target is not None else (QUICK_TARGET if args.quick else 0.91)
@@ -193,7 +201,7 @@ def main(argv=None) -> int:
         for seed in seeds:
             cands = [Candidate(name, model, settings) for name, model, settings in specs]
             for c in cands:
-                prepare(c, ds, seed, threads, Path(tmp))
+                prepare(c, ds, seed, threads, Path(tmp), QUICK_STEPS if args.quick else None)
             for epoch in range(max(c.epochs for c in cands)):  # interleaved: epoch e of every candidate
                 for c in cands:
                     if epoch < c.epochs:
@@ -201,13 +209,21 @@ def main(argv=None) -> int:
                         acc, es = evaluate(c)
                         c.accs.append(acc)
                         c.eval_s.append(es)
+                        if args.flip and not c.setup.cfg.test_flip:
+                            fa, fs = evaluate(c, flip=True)
+                            c.flip_accs.append(fa)
+                            c.flip_s.append(fs)
                         if args.verbose:
                             print(f"  seed {seed} {c.name:<10} epoch {epoch + 1:>2}/{c.epochs}: {100 * acc:.2f}% "
-                                  f"train {c.train_s[-1]:.1f}s eval {es:.2f}s", file=sys.stderr, flush=True)
+                                  + (f"(test-time flip {100 * c.flip_accs[-1]:.2f}%) " if c.flip_accs else "")
+                                  + f"train {c.train_s[-1]:.1f}s eval {es:.2f}s", file=sys.stderr, flush=True)
             for c in cands:
                 c.setup.rundir.release()
                 c.setup = None
                 results[c.name].append(c)
+                if c.flip_accs:  # the same training, scored with the test-time flip: a row of its own
+                    results.setdefault(c.name + "+tf", []).append(
+                        replace(c, accs=c.flip_accs, eval_s=c.flip_s, name=c.name + "+tf"))
             print(f"seed {seed} done", file=sys.stderr, flush=True)
 
     print(f"data: {what}; target {100 * target:.1f}% test accuracy on the {len(ds.test_x):,} test images; "

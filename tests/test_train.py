@@ -368,3 +368,44 @@ def test_config_yaml_records_the_device_augmentation_and_threads_that_ran(mini):
     assert saved["device"] == ("cuda" if torch.cuda.is_available() else "cpu") == run.config.device
     assert saved["augment"] == want_aug and want_aug != "None"
     assert saved["threads"] == torch.get_num_threads() == 1
+
+
+def test_evaluates_after_the_last_epoch_only_by_default(mini):
+    run = train(config=cfg(mini, out="runs/ev", epochs=3), progress=False)
+    assert [m["test_acc"] is not None for m in run.metrics] == [False, False, True]
+    every = train(config=cfg(mini, out="runs/ev1", epochs=3, eval_every=2), progress=False)
+    assert [m["test_acc"] is not None for m in every.metrics] == [False, True, True]
+    # evaluating changes nothing the training computes: the same weights either way
+    wa, wb = final_weights(mini / "runs/ev"), final_weights(mini / "runs/ev1")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert run.metrics[-1]["test_acc"] == every.metrics[-1]["test_acc"]
+
+
+def test_target_acc_stops_at_the_first_epoch_that_reaches_it(mini, capsys):
+    full = train(config=cfg(mini, out="runs/full", epochs=4, augment="none", eval_every=1), progress=False)
+    accs = [m["test_acc"] for m in full.metrics]
+    target = accs[1]  # reached at epoch 2 at the latest
+    first = next(i for i, a in enumerate(accs) if a >= target) + 1
+    assert first < 4, accs  # the miniature task must leave epochs to skip, or this test proves nothing
+    run = train(config=cfg(mini, out="runs/tgt", epochs=4, augment="none", target_acc=target), progress=False)
+    assert run.reached_target and len(run.metrics) == first
+    assert [m["test_acc"] for m in run.metrics] == accs[:first]  # evaluated every epoch, same numbers
+    assert "reached, stopped" in capsys.readouterr().out
+    ck = torch.load(mini / "runs/tgt/last.pt", weights_only=True)
+    assert ck["epoch"] == first and ck["config"]["target_acc"] == target
+    assert yaml.safe_load((mini / "runs/tgt/config.yaml").read_text())["target_acc"] == target
+    # resuming a run that stopped at its target trains nothing more
+    again = train(config=TrainConfig(out="runs/tgt", device="cpu"), resume=True, progress=False)
+    assert len(again.metrics) == first and "nothing to resume" in capsys.readouterr().out
+    # a target never reached (a learning rate too small to learn anything in 2 epochs): every epoch runs
+    never = train(config=cfg(mini, out="runs/never", epochs=2, augment="none", lr=1e-7, target_acc=0.99),
+                  progress=False)
+    assert never.metrics[-1]["test_acc"] < 0.99
+    assert not never.reached_target and len(never.metrics) == 2
+    assert all(m["test_acc"] is not None for m in never.metrics)
+
+
+@pytest.mark.parametrize("value,hint", [(91.0, "write --target-acc 0.91"), (0.0, "(0, 1]"), (-0.5, "(0, 1]")])
+def test_target_acc_out_of_range_is_refused(mini, capsys, value, hint):
+    code = main(["train", SPEC, "--data-dir", str(mini / "fm"), "--device", "cpu", "--target-acc", str(value)])
+    assert code == 2 and hint in capsys.readouterr().err

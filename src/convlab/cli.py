@@ -915,6 +915,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("train", cmd_train, "Train a model on a dataset: fast, reproducible, resumable runs.",
              ["convlab train lenet-modern --data fashion-mnist           # 91%; ~30 s of training on 2 CPU cores",
+              "convlab train lenet-modern --target-acc 0.90             # evaluate every epoch, stop at 90%",
               "convlab train resnet20 --data cifar10 --epochs 30 --device cuda --precision bf16",
               "convlab train \"conv(32,3,p=1) bn relu maxpool(2) flatten fc(10)\" --data mnist --epochs 3",
               "convlab train vgg-d2l --data fashion-mnist --resize 224 --epochs 10   # a GPU job (CPU: ~50 min an epoch)",
@@ -952,7 +953,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--warmup", type=float, metavar="F", help="fraction of the steps spent warming up, 0..1" + fam("warmup"))
     g.add_argument("--label-smoothing", type=float, metavar="F", help="0..1; 0 turns it off" + fam("label_smoothing"))
     g.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps (default: no limit)")
-    g.add_argument("--eval-every", type=int, metavar="N", help="evaluate every N epochs (default 1)")
+    g.add_argument("--eval-every", type=int, metavar="N", help="evaluate on the test split every N epochs and after "
+                   "the last (default: after the last epoch only; with --target-acc after every epoch)")
+    g.add_argument("--target-acc", type=float, metavar="F", help="stop after the first evaluation with a test accuracy "
+                   "of at least F, a fraction, e.g. 0.91 (default: off, train every epoch)")
+    g.add_argument("--test-flip", dest="test_flip", action="store_true", default=None,
+                   help="score each test image as the mean of the scores of it and its mirror image (default: on "
+                        "for small CNNs trained with flips, off otherwise and with --recipe d2l)")
+    g.add_argument("--no-test-flip", dest="test_flip", action="store_false", help="score the test images as they are (default: see --test-flip)")
     g.add_argument("--log-every", type=int, metavar="K", help="every K steps, write the training loss, error and "
                    "gradient norms per layer to steps.jsonl (default: off)")
     g = sp.add_argument_group("hardware")
