@@ -933,7 +933,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resize", type=int, metavar="H", help="train and test at H×H pixels, e.g. 96, 224 (default: the dataset's own size)")
     g = sp.add_argument_group("optimisation", textwrap.fill(
         "Defaults follow the model family. Small CNNs (LeNet, cifar-cnn, sepnet): 8 epochs, batch 256, "
-        "SGD-Nesterov lr 0.2, wd 5e-4, one-cycle, label smoothing 0.1. CIFAR ResNets and plain nets: the ResNet "
+        "SGD-Nesterov lr 0.2, wd 5e-4, one-cycle, label smoothing 0.1, test-time flip. CIFAR ResNets and plain nets: the ResNet "
         "paper's lr 0.1, momentum 0.9, wd 1e-4, lr/10 at 50% and 75%, batch 128, 30 epochs. ImageNet-style "
         "nets: 10 epochs, batch 128, lr 0.05, one-cycle. --recipe d2l instead: d2l's Trainer (plain SGD lr 0.1, "
         "constant, batch 128, 10 epochs, no augmentation, Xavier init). Flags override either. The resolved "
