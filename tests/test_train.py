@@ -409,3 +409,41 @@ def test_target_acc_stops_at_the_first_epoch_that_reaches_it(mini, capsys):
 def test_target_acc_out_of_range_is_refused(mini, capsys, value, hint):
     code = main(["train", SPEC, "--data-dir", str(mini / "fm"), "--device", "cpu", "--target-acc", str(value)])
     assert code == 2 and hint in capsys.readouterr().err
+
+
+def test_test_flip_scores_each_image_as_the_mean_with_its_mirror():
+    from convlab.training.distributed import Dist
+    from convlab.training.loop import evaluate
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.Flatten(), torch.nn.Linear(3 * 6 * 6, 4))
+    x = torch.randn(10, 1, 8, 8)
+    y = torch.randint(0, 4, (10,))
+    batches = [(x[:6], y[:6]), (x[6:], y[6:])]
+    with torch.no_grad():
+        mean = (net(x) + net(x.flip(-1))) / 2  # the oracle: torch on the whole split at once
+        plain = net(x)
+    loss, acc = evaluate(net, batches, Dist(), torch.device("cpu"), flip=True)
+    assert acc == pytest.approx((mean.argmax(1) == y).float().mean().item())
+    assert loss == pytest.approx(torch.nn.functional.cross_entropy(mean, y).item(), rel=1e-5)
+    loss0, acc0 = evaluate(net, batches, Dist(), torch.device("cpu"))
+    assert loss0 == pytest.approx(torch.nn.functional.cross_entropy(plain, y).item(), rel=1e-5)
+    assert loss0 != pytest.approx(loss)  # the flip changes the scores: this test can tell the two apart
+
+
+@pytest.mark.parametrize("kw,want", [(dict(augment="flip"), True), (dict(augment="none"), False),
+                                     (dict(augment="flip", recipe="d2l"), False),
+                                     (dict(augment="none", test_flip=True), True),
+                                     (dict(augment="flip", test_flip=False), False)])
+def test_test_flip_default_only_where_the_training_flips(mini, kw, want):
+    run = train(config=cfg(mini, out="runs/tf", epochs=1, max_steps=1, **kw), progress=False)
+    assert run.config.test_flip is want
+    assert yaml.safe_load((mini / "runs/tf/config.yaml").read_text())["test_flip"] is want
+
+
+def test_eval_scores_a_run_as_it_scored_itself(mini, capsys):
+    run = train(config=cfg(mini, out="runs/tfe", epochs=2, test_flip=True), progress=False)
+    capsys.readouterr()  # the training's own lines
+    assert main(["eval", "runs/tfe", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["test_flip"] is True and result["accuracy"] == pytest.approx(run.test_acc)
