@@ -4,7 +4,7 @@ Candidates, trained side by side in this one process on the same threads, interl
 (epoch 1 of each, then epoch 2 of each, ...), so the machine's drift falls on all of them alike:
 
   today    convlab's default before the time-to-accuracy work: lenet-modern, 8 epochs, batch 256,
-           SGD-Nesterov lr 0.2, one-cycle, label smoothing 0.1, flips (its recipe spelled out here)
+           SGD-Nesterov lr 0.2, one-cycle, label smoothing 0.1, flips, no test-time flip (spelled out here)
   d2l      lenet-modern with ``--recipe d2l``: d2l's Trainer (plain SGD lr 0.1, batch 128, 10 epochs)
   default  what ``convlab train MODEL`` runs now, MODEL being ``DEMO_MODEL`` of the zoo (what
            ``make demo`` trains), with every setting resolved by convlab itself
@@ -18,12 +18,16 @@ today / candidate of the training seconds to the target (above 1: faster than to
 today itself missed the target and its whole run is the bound). The last rows are medians over the
 seeds.
 
+``--flip`` scores every candidate that does not flip at test time a second time with the test-time
+flip (the mean of the scores of each test image and its mirror image): rows NAME+tf, from the same
+training, so a flip's gain is paired with its candidate's own weights.
+
 More candidates for a comparison: ``--try NAME=MODEL`` or ``--try "NAME=MODEL|key=value,..."``
 (TrainConfig keys: epochs, batch_size, lr, schedule, warmup, label_smoothing, augment, ...; MODEL
 ``default`` is DEMO_MODEL), e.g. ``--try "bs512=default|batch_size=512,lr=0.4"``.
 
 Run: .venv/bin/python bench/time_to_accuracy.py [--target 0.91] [--seeds 0 1 2 3 4] [--quick]
-     [--candidates today d2l default] [--try ...] [--threads N]
+     [--candidates today d2l default] [--try ...] [--threads N] [--flip] [--verbose]
 """
 
 from __future__ import annotations
