@@ -17,7 +17,7 @@ from convlab.training.init import init_weights
 from convlab.training.optim import lr_at, make_optimizer
 
 D2L = dict(epochs=10, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.0, weight_decay=0.0, schedule="constant",
-           warmup=0.0, label_smoothing=0.0, augment="none", init="xavier")
+           warmup=0.0, label_smoothing=0.0, augment="none", init="xavier", test_flip=False)  # d2l scores images as they are
 
 
 @pytest.mark.parametrize("family", ["lenet", "cnn", "resnet-cifar", "plain-cifar", None])

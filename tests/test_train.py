@@ -365,3 +365,82 @@ def test_config_yaml_records_the_device_augmentation_and_threads_that_ran(mini):
     assert saved["device"] == ("cuda" if torch.cuda.is_available() else "cpu") == run.config.device
     assert saved["augment"] == want_aug and want_aug != "None"
     assert saved["threads"] == torch.get_num_threads() == 1
+
+
+def test_evaluates_after_the_last_epoch_only_by_default(mini):
+    run = train(config=cfg(mini, out="runs/ev", epochs=3), progress=False)
+    assert [m["test_acc"] is not None for m in run.metrics] == [False, False, True]
+    every = train(config=cfg(mini, out="runs/ev1", epochs=3, eval_every=2), progress=False)
+    assert [m["test_acc"] is not None for m in every.metrics] == [False, True, True]
+    # evaluating changes nothing the training computes: the same weights either way
+    wa, wb = final_weights(mini / "runs/ev"), final_weights(mini / "runs/ev1")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert run.metrics[-1]["test_acc"] == every.metrics[-1]["test_acc"]
+
+
+def test_target_acc_stops_at_the_first_epoch_that_reaches_it(mini, capsys):
+    full = train(config=cfg(mini, out="runs/full", epochs=4, augment="none", eval_every=1), progress=False)
+    accs = [m["test_acc"] for m in full.metrics]
+    target = accs[1]  # reached at epoch 2 at the latest
+    first = next(i for i, a in enumerate(accs) if a >= target) + 1
+    assert first < 4, accs  # the miniature task must leave epochs to skip, or this test proves nothing
+    run = train(config=cfg(mini, out="runs/tgt", epochs=4, augment="none", target_acc=target), progress=False)
+    assert run.reached_target and len(run.metrics) == first
+    assert [m["test_acc"] for m in run.metrics] == accs[:first]  # evaluated every epoch, same numbers
+    assert "reached, stopped" in capsys.readouterr().out
+    ck = torch.load(mini / "runs/tgt/last.pt", weights_only=True)
+    assert ck["epoch"] == first and ck["config"]["target_acc"] == target
+    assert yaml.safe_load((mini / "runs/tgt/config.yaml").read_text())["target_acc"] == target
+    # resuming a run that stopped at its target trains nothing more
+    again = train(config=TrainConfig(out="runs/tgt", device="cpu"), resume=True, progress=False)
+    assert len(again.metrics) == first and "nothing to resume" in capsys.readouterr().out
+    # a target never reached (a learning rate too small to learn anything in 2 epochs): every epoch runs
+    never = train(config=cfg(mini, out="runs/never", epochs=2, augment="none", lr=1e-7, target_acc=0.99),
+                  progress=False)
+    assert never.metrics[-1]["test_acc"] < 0.99
+    assert not never.reached_target and len(never.metrics) == 2
+    assert all(m["test_acc"] is not None for m in never.metrics)
+
+
+@pytest.mark.parametrize("value,hint", [(91.0, "write --target-acc 0.91"), (0.0, "(0, 1]"), (-0.5, "(0, 1]")])
+def test_target_acc_out_of_range_is_refused(mini, capsys, value, hint):
+    code = main(["train", SPEC, "--data-dir", str(mini / "fm"), "--device", "cpu", "--target-acc", str(value)])
+    assert code == 2 and hint in capsys.readouterr().err
+
+
+def test_test_flip_scores_each_image_as_the_mean_with_its_mirror():
+    from convlab.training.distributed import Dist
+    from convlab.training.loop import evaluate
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.Flatten(), torch.nn.Linear(3 * 6 * 6, 4))
+    x = torch.randn(10, 1, 8, 8)
+    y = torch.randint(0, 4, (10,))
+    batches = [(x[:6], y[:6]), (x[6:], y[6:])]
+    with torch.no_grad():
+        mean = (net(x) + net(x.flip(-1))) / 2  # the oracle: torch on the whole split at once
+        plain = net(x)
+    loss, acc = evaluate(net, batches, Dist(), torch.device("cpu"), flip=True)
+    assert acc == pytest.approx((mean.argmax(1) == y).float().mean().item())
+    assert loss == pytest.approx(torch.nn.functional.cross_entropy(mean, y).item(), rel=1e-5)
+    loss0, acc0 = evaluate(net, batches, Dist(), torch.device("cpu"))
+    assert loss0 == pytest.approx(torch.nn.functional.cross_entropy(plain, y).item(), rel=1e-5)
+    assert loss0 != pytest.approx(loss)  # the flip changes the scores: this test can tell the two apart
+
+
+@pytest.mark.parametrize("kw,want", [(dict(augment="flip"), True), (dict(augment="none"), False),
+                                     (dict(augment="flip", recipe="d2l"), False),
+                                     (dict(augment="none", test_flip=True), True),
+                                     (dict(augment="flip", test_flip=False), False)])
+def test_test_flip_default_only_where_the_training_flips(mini, kw, want):
+    run = train(config=cfg(mini, out="runs/tf", epochs=1, max_steps=1, **kw), progress=False)
+    assert run.config.test_flip is want
+    assert yaml.safe_load((mini / "runs/tf/config.yaml").read_text())["test_flip"] is want
+
+
+def test_eval_scores_a_run_as_it_scored_itself(mini, capsys):
+    run = train(config=cfg(mini, out="runs/tfe", epochs=2, test_flip=True), progress=False)
+    capsys.readouterr()  # the training's own lines
+    assert main(["eval", "runs/tfe", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["test_flip"] is True and result["accuracy"] == pytest.approx(run.test_acc)

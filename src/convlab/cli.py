@@ -916,6 +916,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("train", cmd_train, "Train a model on a dataset: fast, reproducible, resumable runs.",
              ["convlab train lenet-modern --data fashion-mnist           # 91%; ~30 s of training on 2 CPU cores",
+              "convlab train lenet-modern --target-acc 0.90             # evaluate every epoch, stop at 90%",
               "convlab train resnet20 --data cifar10 --epochs 30 --device cuda --precision bf16",
               "convlab train \"conv(32,3,p=1) bn relu maxpool(2) flatten fc(10)\" --data mnist --epochs 3",
               "convlab train vgg-d2l --data fashion-mnist --resize 224 --epochs 10   # a GPU job (CPU: ~50 min an epoch)",
@@ -933,7 +934,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resize", type=int, metavar="H", help="train and test at H×H pixels, e.g. 96, 224 (default: the dataset's own size)")
     g = sp.add_argument_group("optimisation", textwrap.fill(
         "Defaults follow the model family. Small CNNs (LeNet, cifar-cnn, sepnet): 8 epochs, batch 256, "
-        "SGD-Nesterov lr 0.2, wd 5e-4, one-cycle, label smoothing 0.1. CIFAR ResNets and plain nets: the ResNet "
+        "SGD-Nesterov lr 0.2, wd 5e-4, one-cycle, label smoothing 0.1, test-time flip. CIFAR ResNets and plain nets: the ResNet "
         "paper's lr 0.1, momentum 0.9, wd 1e-4, lr/10 at 50% and 75%, batch 128, 30 epochs. ImageNet-style "
         "nets: 10 epochs, batch 128, lr 0.05, one-cycle. --recipe d2l instead: d2l's Trainer (plain SGD lr 0.1, "
         "constant, batch 128, 10 epochs, no augmentation, Xavier init). Flags override either. The resolved "
@@ -953,7 +954,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--warmup", type=float, metavar="F", help="fraction of the steps spent warming up, 0..1" + fam("warmup"))
     g.add_argument("--label-smoothing", type=float, metavar="F", help="0..1; 0 turns it off" + fam("label_smoothing"))
     g.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps (default: no limit)")
-    g.add_argument("--eval-every", type=int, metavar="N", help="evaluate every N epochs (default 1)")
+    g.add_argument("--eval-every", type=int, metavar="N", help="evaluate on the test split every N epochs and after "
+                   "the last (default: after the last epoch only; with --target-acc after every epoch)")
+    g.add_argument("--target-acc", type=float, metavar="F", help="stop after the first evaluation with a test accuracy "
+                   "of at least F, a fraction, e.g. 0.91 (default: off, train every epoch)")
+    g.add_argument("--test-flip", dest="test_flip", action="store_true", default=None,
+                   help="score each test image as the mean of the scores of it and its mirror image (default: on "
+                        "for small CNNs trained with flips, off otherwise and with --recipe d2l)")
+    g.add_argument("--no-test-flip", dest="test_flip", action="store_false", help="score the test images as they are (default: see --test-flip)")
     g.add_argument("--log-every", type=int, metavar="K", help="every K steps, write the training loss, error and "
                    "gradient norms per layer to steps.jsonl (default: off)")
     g = sp.add_argument_group("hardware")

@@ -255,3 +255,7 @@ def _cifar_cnn(hidden: int = 128) -> str:
 register(Entry("cifar-cnn", "cnn", _cifar_cnn, (3, 32, 32), 10, 268_650,
                "the notes' CIFAR example: Input → (Conv → ReLU → Pool) × 2 → FC → ReLU → FC; 2048 features into the first fc",
                {"hidden": (int, 128, "width of the hidden fc")}))
+
+
+# what `make demo` and the README's first run train on Fashion-MNIST (bench/time_to_accuracy.py measures it)
+DEMO_MODEL = "lenet-modern"

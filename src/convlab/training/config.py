@@ -45,7 +45,11 @@ class TrainConfig:
     compile: bool = False                  # torch.compile the model
     seed: int = 0                          # seeds init, batch order, augmentation and dropout
     max_steps: Optional[int] = None        # stop after this many optimizer steps (quick checks)
-    eval_every: int = 1                    # evaluate on the test split every N epochs (and at the end)
+    eval_every: Optional[int] = None       # evaluate on the test split every N epochs and after the last;
+                                           # None: after the last only (after every epoch with target_acc)
+    target_acc: Optional[float] = None     # stop after the first evaluation at or above this test accuracy (0..1]
+    test_flip: Optional[bool] = None       # score each test image as the mean of it and its mirror image;
+                                           # None: the family's default where the training flips (small CNNs)
     log_every: Optional[int] = None        # every N steps (and at step 1): loss, error, gradient norms -> steps.jsonl
     threads: Optional[int] = None          # CPU threads for torch (default: torch's choice)
     out: Optional[str] = None              # run directory (default: runs/NNN-model-data)
@@ -127,7 +131,9 @@ _TYPES: dict[str, tuple[tuple[str, ...], str]] = {
     "compile": (("bool",), "true or false"),
     "seed": (("int",), "a whole number, e.g. 0"),
     "max_steps": (("int", "none"), "a whole number of steps, or nothing"),
-    "eval_every": (("int",), "a whole number of epochs, e.g. 1"),
+    "eval_every": (("int", "none"), "a whole number of epochs, e.g. 1, or nothing (after the last epoch only)"),
+    "target_acc": (("float", "none"), "a test accuracy in (0, 1], e.g. 0.91, or nothing"),
+    "test_flip": (("bool", "none"), "true or false, or nothing (the family's default)"),
     "log_every": (("int", "none"), "a whole number of steps, or nothing"),
     "threads": (("int", "none"), "a whole number of CPU threads, or nothing"),
     "out": (("str", "none"), "a folder, or nothing"),
@@ -174,7 +180,7 @@ def check_value(key: str, value, where: str = "", error=UsageError) -> None:
 # smoothing 0.1, flips) is the lean loop measured on Fashion-MNIST in the project's reference notes.
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "small": dict(epochs=8, batch_size=256, optimizer="sgd", lr=0.2, momentum=0.9, weight_decay=5e-4,
-                  schedule="onecycle", warmup=0.25, label_smoothing=0.1),
+                  schedule="onecycle", warmup=0.25, label_smoothing=0.1, test_flip=True),
     "resnet-cifar": dict(epochs=30, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4,
                          schedule="paper", warmup=0.0, label_smoothing=0.0),
     "plain-cifar": dict(epochs=30, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4,
@@ -190,7 +196,8 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 # and ResNet-18 (8.6) the same way with lr 0.01: RECIPE_BY_FAMILY holds that.
 RECIPES: dict[str, dict[str, Any]] = {
     "d2l": dict(epochs=10, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.0, weight_decay=0.0,
-                schedule="constant", warmup=0.0, label_smoothing=0.0, augment="none", init="xavier"),
+                schedule="constant", warmup=0.0, label_smoothing=0.0, augment="none", init="xavier",
+                test_flip=False),
 }
 RECIPE_BY_FAMILY: dict[tuple[str, str], dict[str, Any]] = {("d2l", "large"): dict(lr=0.01)}
 FAMILY_OF = {"lenet": "small", "cnn": "small", "sepnet": "small", "resnet-cifar": "resnet-cifar",
@@ -218,6 +225,8 @@ def with_family_defaults(cfg: TrainConfig, family: str | None) -> TrainConfig:
             setattr(out, k, v)
     if out.init is None:
         out.init = "default"
+    if out.test_flip is None:
+        out.test_flip = False
     if out.schedule == "onecycle" and out.warmup == 0:
         out.warmup = ONECYCLE_WARMUP
     if out.channels_last is None:
@@ -246,5 +255,9 @@ def _check(c: TrainConfig) -> None:
     need(c.resize is None or c.resize >= 1, f"--resize must be >= 1, got {c.resize}")
     need(c.max_steps is None or c.max_steps >= 1, f"--max-steps must be >= 1, got {c.max_steps}")
     need(c.log_every is None or c.log_every >= 1, f"--log-every must be >= 1, got {c.log_every}")
-    need(c.eval_every >= 1, f"--eval-every must be >= 1, got {c.eval_every}")
+    need(c.eval_every is None or c.eval_every >= 1, f"--eval-every must be >= 1, got {c.eval_every}")
+    need(c.target_acc is None or 0 < c.target_acc <= 1,
+         f"--target-acc is a test accuracy as a fraction in (0, 1], got {c.target_acc}"
+         + (f"; for {c.target_acc:g}% write --target-acc {c.target_acc / 100:g}"
+            if c.target_acc is not None and 1 < c.target_acc <= 100 else ""))
     need(c.threads is None or c.threads >= 1, f"--threads must be >= 1, got {c.threads}")

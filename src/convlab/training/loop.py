@@ -54,6 +54,7 @@ class Run:
     best_acc: float = 0.0
     model: nn.Module | None = None
     interrupted: bool = False
+    reached_target: bool = False  # stopped early at ``config.target_acc``
 
     @property
     def test_acc(self) -> float | None:
@@ -218,6 +219,7 @@ def _prepare_rest(model, data, cfg: TrainConfig, resume: bool, start: "_Start") 
     else:
         net, spec_text, family = make_model(src, None, input_shape, num_classes)
     recorded = _recorded(net, src)
+    flip_asked = cfg.test_flip
     cfg = with_family_defaults(cfg, family)
     init_weights(net, cfg.init)  # after the seed, so the same seed draws the same weights
     if cfg.batch_size % d.world:
@@ -243,6 +245,8 @@ def _prepare_rest(model, data, cfg: TrainConfig, resume: bool, start: "_Start") 
     if len(ds.train_x) < cfg.batch_size:
         raise UsageError(f"--batch-size {cfg.batch_size} is larger than the training set ({len(ds.train_x)})")
     augment = Augment.parse(cfg.augment, default_augment(ds))
+    if flip_asked is None and not augment.flip:  # the family's test-time flip, only where the training flips
+        cfg.test_flip = False
     # config.yaml records what runs, not what was asked for: 'auto' and "the dataset's default" resolved
     cfg.device, cfg.augment, cfg.threads = device.type, str(augment), torch.get_num_threads()
     rundir = start.rundir or RunDir.create(cfg, resume=False, main=d.main)
@@ -323,8 +327,16 @@ def _loop(s: _Setup, resume: bool, progress: bool | None) -> Run:
     show = progress if progress is not None else live_display()
     reporter = _Reporter(d.main, show, cfg.epochs)
     run = Run(rundir.path if d.main else None, cfg, metrics, s.start.best_acc, net)
+    # the test split is evaluated every `eval_every` epochs and after the last; by default after the last only
+    # (a test pass is not free on a CPU), and after every epoch when a target accuracy is to be caught
+    eval_every = cfg.eval_every or (1 if cfg.target_acc is not None else None)
+    done_before = any(_at_target(m, cfg) for m in metrics)  # a resumed run that stopped at its target
+    run.reached_target = done_before
     if resume and d.main:
-        if start_epoch >= cfg.epochs or step >= total_steps:
+        if done_before:
+            print(f"{rundir.path} stopped when it reached its target accuracy ({100 * cfg.target_acc:.2f}%); "
+                  f"nothing to resume", flush=True)
+        elif start_epoch >= cfg.epochs or step >= total_steps:
             print(f"{rundir.path} has finished its {step} steps; nothing to resume", flush=True)
         elif start_batch >= steps_per_epoch:  # stopped after an epoch's last step, before its evaluation
             print(f"resuming from epoch {start_epoch + 1}, after its last batch ({start_batch} of {steps_per_epoch}; "
@@ -357,7 +369,7 @@ def _loop(s: _Setup, resume: bool, progress: bool | None) -> Run:
     stop = _StopRequest(d)
     try:
         for epoch in range(start_epoch, cfg.epochs):
-            if step >= total_steps:
+            if step >= total_steps or done_before:
                 break
             train_batches.set_epoch(epoch)
             model.train()
@@ -372,15 +384,7 @@ def _loop(s: _Setup, resume: bool, progress: bool | None) -> Run:
                     continue  # resuming mid-epoch: these batches were trained before
                 if step >= total_steps:
                     break
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_at(step, total_steps, cfg)
-                with autocast:
-                    logits = model(x)
-                    loss = head.loss(logits, y, cfg.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                loss, logits = train_step(s, x, y, step)
                 step += 1
                 tally.add(loss, logits, y)
                 if steplog is not None:
@@ -420,8 +424,9 @@ def _loop(s: _Setup, resume: bool, progress: bool | None) -> Run:
                    "images_per_s": fresh / epoch_s if epoch_s > 0 else None, "epoch_s": epoch_s,
                    "wall_s": time.perf_counter() - t_start}
             last = epoch + 1 == cfg.epochs or step >= total_steps
-            if (epoch + 1) % cfg.eval_every == 0 or last:
-                row["test_loss"], row["test_acc"] = evaluate(model, test_batches, d, device, autocast)
+            if (eval_every and (epoch + 1) % eval_every == 0) or last:
+                row["test_loss"], row["test_acc"] = evaluate(model, test_batches, d, device, autocast,
+                                                             flip=cfg.test_flip)
                 row["wall_s"] = time.perf_counter() - t_start
             metrics.append(row)
             reporter.end_epoch(row)
@@ -433,6 +438,9 @@ def _loop(s: _Setup, resume: bool, progress: bool | None) -> Run:
             if d.main:
                 rundir.append_metrics(row)
             checkpoint(epoch + 1 if finished else epoch, 0 if finished else done_batch, (0.0, 0, 0), best=improved)
+            if _at_target(row, cfg):  # --target-acc reached: the epoch is recorded and saved, stop here
+                run.reached_target = True
+                break
             if stop_now:  # Ctrl-C during the epoch's last step: the epoch is recorded and saved, now stop
                 raise _Stop
     except (_Stop, KeyboardInterrupt) as e:
@@ -464,10 +472,33 @@ def _loop(s: _Setup, resume: bool, progress: bool | None) -> Run:
         acc = run.test_acc
         best_epoch = max((m for m in metrics if m["test_acc"] is not None), key=lambda m: m["test_acc"],
                          default=None)
+        early = (f"; target {100 * cfg.target_acc:.2f}% reached, stopped {cfg.epochs - len(metrics)} epoch(s) early"
+                 if run.reached_target and len(metrics) < cfg.epochs else "")
         print(f"test accuracy: {100 * acc:.2f}% after {len(metrics)} epoch(s), {metrics[-1]['wall_s']:.1f} s "
-              f"(best {100 * run.best_acc:.2f}% at epoch {best_epoch['epoch'] if best_epoch else '-'}) — "
+              f"(best {100 * run.best_acc:.2f}% at epoch {best_epoch['epoch'] if best_epoch else '-'}{early}) — "
               f"{rundir.path}" if acc is not None else f"run saved in {rundir.path}")
     return run
+
+
+def _at_target(row: dict, cfg: TrainConfig) -> bool:
+    """Whether an epoch's metrics row reached ``cfg.target_acc`` (never, without one)."""
+    return cfg.target_acc is not None and row.get("test_acc") is not None and row["test_acc"] >= cfg.target_acc
+
+
+def train_step(s: _Setup, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a batch, the learning rate set from the schedule for ``step`` (steps taken
+    before it): forward under autocast, loss, backward, step. Returns (loss, logits). The loop calls it
+    for every batch, and ``bench/time_to_accuracy.py`` calls it to train what ``convlab train`` trains."""
+    for group in s.optimizer.param_groups:
+        group["lr"] = lr_at(step, s.total_steps, s.cfg)
+    with s.autocast:
+        logits = s.model(x)
+        loss = head.loss(logits, y, s.cfg.label_smoothing)
+    s.optimizer.zero_grad(set_to_none=True)
+    s.scaler.scale(loss).backward()
+    s.scaler.step(s.optimizer)
+    s.scaler.update()
+    return loss, logits
 
 
 def _nonfinite(where: tuple, cfg: TrainConfig, rundir: RunDir, what: str = "loss") -> TrainingError:
@@ -525,15 +556,19 @@ class _Stop(Exception):
 
 
 @torch.inference_mode()
-def evaluate(model, batches, d: Dist, device, autocast=contextlib.nullcontext()) -> tuple[float, float]:
+def evaluate(model, batches, d: Dist, device, autocast=contextlib.nullcontext(), flip: bool = False
+             ) -> tuple[float, float]:
     """Mean cross-entropy (binary for a one-logit model) and accuracy over a split, summed across ranks.
-    ``model`` computes the scores (see :func:`convlab.training.head.trunk`)."""
+    ``model`` computes the scores (see :func:`convlab.training.head.trunk`). With ``flip`` each image's
+    scores are the mean of the scores of the image and of its mirror image (test-time flip)."""
     was = model.training
     model.eval()
     tally = _Tally(device)
     for x, y in batches:
         with autocast:
             logits = model(x)
+            if flip:
+                logits = (logits + model(x.flip(-1))) / 2
         tally.add(head.loss(logits, y), logits, y)  # the mean loss, weighed by the batch size
     model.train(was)
     loss_sum, correct, n = all_reduce(list(tally.read()), d, device)

@@ -149,7 +149,10 @@ def evaluate_run(run: str, data: str | None = None, data_dir: str | None = None,
     confusion = torch.zeros(n, n, dtype=torch.long)
     with torch.no_grad():
         for xb, yb in batches:
-            pred = predictions(scores_of(model, xb))
+            scores = scores_of(model, xb)
+            if cfg.test_flip:  # as the run scored its test split: each image and its mirror image
+                scores = (scores + scores_of(model, xb.flip(-1))) / 2
+            pred = predictions(scores)
             confusion += torch.bincount((yb * n + pred).cpu(), minlength=n * n).view(n, n)
     total = int(confusion.sum())
     per_class = (confusion.diag().float() / confusion.sum(1).clamp(min=1).float()).tolist()
@@ -157,7 +160,7 @@ def evaluate_run(run: str, data: str | None = None, data_dir: str | None = None,
     target.path.mkdir(parents=True, exist_ok=True)
     result = {"model": cfg.model, "data": ds.name, "split": split, "checkpoint": str(ckpt), "n": total,
               "accuracy": float(confusion.diag().sum()) / max(total, 1), "classes": ds.classes,
-              "per_class_accuracy": per_class, "confusion": confusion.tolist(),
+              "test_flip": bool(cfg.test_flip), "per_class_accuracy": per_class, "confusion": confusion.tolist(),
               "confusion_png": str(target.confusion_png(split)), "json": str(target.eval_json(split))}
     plot_confusion(confusion.numpy(), ds.classes, target.confusion_png(split),
                    title=f"{cfg.model} on {ds.name} ({split}): {100 * result['accuracy']:.2f}%")
