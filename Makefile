@@ -38,7 +38,7 @@ data: $(STAMP)
 data-if-possible: $(STAMP)
 	-@$(MAKE) --no-print-directory data
 
-# the main job: look at LeNet, then train it on Fashion-MNIST (~30 s of training on 2 cores),
+# the main job: look at LeNet, then train it on Fashion-MNIST (30-45 s of training on 2 cores),
 # then say how to reach convlab from a new shell and what to try next
 demo: data
 	$(VENV)/bin/convlab summary lenet-modern
