@@ -664,11 +664,11 @@ def _heavy_run(model: str, resize: int, tmp_path, monkeypatch, capsys):
     original = progress._Estimate.after_step
 
     def after_step(self, steps_left):
+        if self.done:  # the step after the estimate was timed (and said): stop here, as Ctrl-C would
+            raise KeyboardInterrupt
         line = original(self, steps_left)
         if line:
             said.append(line)
-        if self.done:
-            raise KeyboardInterrupt
         return line
 
     monkeypatch.setattr(progress._Estimate, "after_step", after_step)
@@ -684,7 +684,8 @@ def test_d2l_note__vgg_training_resize_224(tmp_path, monkeypatch, capsys):
     its first steps, with the time an epoch and the run will take; d2l's lr 0.01 comes with --recipe d2l."""
     run, err = _heavy_run("vgg-d2l", 224, tmp_path, monkeypatch, capsys)
     assert (run.config.lr, run.config.batch_size, run.config.epochs, run.config.resize) == (0.01, 128, 10, 224)
-    assert "estimate: this run is long here — about " in err and "469 steps an epoch" in err
+    # 60,000 images in batches of 128: 468 full steps (convlab drops the last partial batch of 96; d2l trains it)
+    assert "estimate: this run is long here — about " in err and "468 steps an epoch" in err
 
 
 class _D2LResidual(nn.Module):
@@ -745,7 +746,8 @@ def test_d2l_note__resnet18_training_96(tmp_path, monkeypatch, capsys):
     with its estimate; lr 0.01 with --recipe d2l."""
     run, err = _heavy_run("resnet18", 96, tmp_path, monkeypatch, capsys)
     assert (run.config.lr, run.config.resize, run.config.init) == (0.01, 96, "xavier")
-    assert "estimate: this run is long here — about " in err and "469 steps an epoch" in err
+    # 60,000 images in batches of 128: 468 full steps (convlab drops the last partial batch of 96; d2l trains it)
+    assert "estimate: this run is long here — about " in err and "468 steps an epoch" in err
 
 
 def test_d2l_note__vgg_multiple_3x3_convs_between_pooling():
