@@ -915,7 +915,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print JSON")
 
     sp = add("train", cmd_train, "Train a model on a dataset: fast, reproducible, resumable runs.",
-             ["convlab train lenet-modern --data fashion-mnist           # 91%; ~30 s of training on 2 CPU cores",
+             ["convlab train lenet-modern --data fashion-mnist           # 91%; ~40 s of training on 2 CPU cores",
               "convlab train lenet-modern --target-acc 0.90             # evaluate every epoch, stop at 90%",
               "convlab train resnet20 --data cifar10 --epochs 30 --device cuda --precision bf16",
               "convlab train \"conv(32,3,p=1) bn relu maxpool(2) flatten fc(10)\" --data mnist --epochs 3",
