@@ -64,6 +64,7 @@ def test_family_defaults_in_train_help_are_the_recipes():
 
     text = _subparsers()["train"].format_help()
     flat = " ".join(text.split())
-    small, cifar = FAMILY_DEFAULTS["small"], FAMILY_DEFAULTS["resnet-cifar"]
-    assert f"(default: {small['epochs']} small CNNs, {cifar['epochs']} CIFAR" in flat
-    assert f"(default: {small['lr']} small CNNs, {cifar['lr']} CIFAR" in flat
+    fast, small, cifar = FAMILY_DEFAULTS["fast"], FAMILY_DEFAULTS["small"], FAMILY_DEFAULTS["resnet-cifar"]
+    assert f"(default: {fast['epochs']} fastcnn, {small['epochs']} other small CNNs, {cifar['epochs']} CIFAR" in flat
+    assert f"(default: {fast['lr']} fastcnn, {small['lr']} other small CNNs, {cifar['lr']} CIFAR" in flat
+    assert f"(default: {small['batch_size']} small CNNs, {cifar['batch_size']} CIFAR" in flat  # the same for both

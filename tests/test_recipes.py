@@ -42,6 +42,18 @@ def test_without_recipe_the_family_recipe_and_torch_init():
     assert (c.recipe, c.init, c.lr, c.momentum, c.schedule) == (None, "default", 0.2, 0.9, "onecycle")
 
 
+def test_fastcnn_trains_the_small_cnn_recipe_short_and_hot():
+    from convlab import zoo
+
+    fast = with_family_defaults(TrainConfig(model="fastcnn"), zoo.get("fastcnn").family)
+    small = with_family_defaults(TrainConfig(model="lenet-modern"), zoo.get("lenet-modern").family)
+    assert (fast.epochs, fast.lr, small.epochs, small.lr) == (3, 0.4, 8, 0.2)
+    same = ("batch_size", "optimizer", "momentum", "weight_decay", "schedule", "warmup", "label_smoothing", "test_flip")
+    assert {k: getattr(fast, k) for k in same} == {k: getattr(small, k) for k in same}
+    d2l = with_family_defaults(TrainConfig(model="fastcnn", recipe="d2l"), zoo.get("fastcnn").family)
+    assert {k: getattr(d2l, k) for k in D2L} == D2L  # a named recipe still replaces the family's
+
+
 def test_d2l_optimizer_is_plain_sgd_with_a_constant_lr():
     c = with_family_defaults(TrainConfig(model="lenet", recipe="d2l"), "small")
     opt = make_optimizer(create_model("lenet"), c)

@@ -313,12 +313,24 @@ def test_ddp_nan_on_one_rank_stops_every_rank_before_anything_is_saved(mini):
     assert not (mini / "runs/nan/metrics.jsonl").exists() or not (mini / "runs/nan/metrics.jsonl").read_text()
 
 
+def test_make_demo_trains_the_zoos_demo_model():
+    from convlab.zoo import DEMO_MODEL, get
+
+    text = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    demo = text.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    assert f"convlab summary {DEMO_MODEL}\n" in demo and f"convlab train {DEMO_MODEL} --data fashion-mnist" in demo
+    assert f"runs/*-{DEMO_MODEL}-fashion-mnist" in demo and get(DEMO_MODEL).input_shape == (1, 28, 28)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"), reason="Fashion-MNIST not installed")
-def test_lenet_modern_defaults_reach_91_percent(tmp_path, monkeypatch):
+@pytest.mark.parametrize("model, epochs", [("fastcnn", 3), ("lenet-modern", 8)])
+def test_defaults_reach_91_percent(model, epochs, tmp_path, monkeypatch):
+    """make demo's net (fastcnn) and LeNet reach 91% on Fashion-MNIST with their family's recipe."""
     monkeypatch.chdir(tmp_path)
     torch.set_num_threads(os.cpu_count() or 1)
-    run = train("lenet-modern", "fashion-mnist", TrainConfig(device="cpu"), progress=False)
+    run = train(model, "fashion-mnist", TrainConfig(device="cpu"), progress=False)
+    assert run.config.epochs == epochs and len(run.metrics) == epochs
     assert run.test_acc >= 0.91
 
 
