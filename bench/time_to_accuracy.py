@@ -7,7 +7,8 @@ Candidates, trained side by side in this one process on the same threads, interl
            SGD-Nesterov lr 0.2, one-cycle, label smoothing 0.1, flips, no test-time flip (spelled out here)
   d2l      lenet-modern with ``--recipe d2l``: d2l's Trainer (plain SGD lr 0.1, batch 128, 10 epochs)
   default  what ``convlab train MODEL`` runs now, MODEL being ``DEMO_MODEL`` of the zoo (what
-           ``make demo`` trains), with every setting resolved by convlab itself
+           ``make demo`` trains: fastcnn, 3 epochs at lr 0.4, test-time flip), with every setting
+           resolved by convlab itself
 
 Each candidate trains through ``convlab.training.loop.train_step``, the step ``convlab train`` takes,
 on a run set up by the same code. After every epoch the bench evaluates on the full test set (the
