@@ -14,7 +14,10 @@ from convlab import experiment as E
 from convlab.cli import main
 from convlab.errors import ConvlabError
 from convlab.training import TrainConfig, train
+from convlab.training.optim import eager_optimizer
 from convlab.training.rundir import RunDir
+
+TRAINING_SGD = eager_optimizer(torch.optim.SGD)  # the class convlab's training steps with
 
 TINY = dataclasses.replace(E.PRESETS["quick"], width=2, batch_size=16, epochs=2, max_steps=9, log_every=3,
                            resize=8, train_subset=None, test_subset=None, warmup=0.0)
@@ -65,7 +68,7 @@ def test_members_share_seed_recipe_and_batch_order(mini, monkeypatch):
 
 def test_interrupted_experiment_resumes_to_the_same_results(mini, monkeypatch):
     full = run(mini, out="full")
-    original = torch.optim.SGD.step
+    original = TRAINING_SGD.step
     calls = {"n": 0}
 
     def interrupting(self, *a, **k):  # Ctrl-C in the middle of the third member (plain32's 4th step)
@@ -74,10 +77,10 @@ def test_interrupted_experiment_resumes_to_the_same_results(mini, monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)
         return original(self, *a, **k)
 
-    monkeypatch.setattr(torch.optim.SGD, "step", interrupting)
+    monkeypatch.setattr(TRAINING_SGD, "step", interrupting)
     part = run(mini, out="part")
     assert part["interrupted"] and "resnet32" not in part["members"]
-    monkeypatch.setattr(torch.optim.SGD, "step", original)
+    monkeypatch.setattr(TRAINING_SGD, "step", original)
     first = (mini / "part" / "plain20" / "last.pt").stat().st_mtime_ns
     with pytest.raises(ConvlabError, match="--resume"):
         run(mini, out="part")  # never over an experiment's files without --resume

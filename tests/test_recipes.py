@@ -57,7 +57,7 @@ def test_fastcnn_trains_the_small_cnn_recipe_short_and_hot():
 def test_d2l_optimizer_is_plain_sgd_with_a_constant_lr():
     c = with_family_defaults(TrainConfig(model="lenet", recipe="d2l"), "small")
     opt = make_optimizer(create_model("lenet"), c)
-    assert type(opt) is torch.optim.SGD
+    assert isinstance(opt, torch.optim.SGD)
     for g in opt.param_groups:
         assert (g["lr"], g["momentum"], g["nesterov"], g["weight_decay"], g["dampening"]) == (0.1, 0.0, False, 0.0, 0)
     assert {lr_at(s, 4690, c) for s in (0, 1, 2345, 4689, 4690)} == {0.1}
@@ -176,3 +176,51 @@ def test_sigmoid_lenet_stays_at_chance_with_torch_init_and_learns_with_xavier(tm
     stuck, learns = runs["default"].metrics[-1], runs["xavier"].metrics[-1]
     assert stuck["test_acc"] < 0.12 and stuck["train_loss"] > 2.29
     assert learns["test_acc"] > 0.4 and learns["train_loss"] < 2.0
+
+
+@pytest.mark.parametrize("settings", [
+    dict(optimizer="sgd", lr=0.2, momentum=0.9, weight_decay=5e-4),   # the small-CNN recipe (Nesterov, fused)
+    dict(optimizer="sgd", lr=0.1, momentum=0.0, weight_decay=0.0),    # d2l's plain SGD
+    dict(optimizer="adamw", lr=3e-3, momentum=0.9, weight_decay=0.05),
+])
+def test_convlabs_optimizer_steps_as_torchs_and_saves_the_same_state(settings):
+    """make_optimizer's classes skip torch's dynamo wrappers: the weights after each step and the state
+    dict must be torch's own, bit for bit, and a state saved by either loads into the other."""
+    c = with_family_defaults(TrainConfig(model="lenet", **settings), "small")
+    torch.manual_seed(0)
+    ours_net = create_model("lenet-modern")
+    torch_net = create_model("lenet-modern")
+    torch_net.load_state_dict(ours_net.state_dict())
+    ours = make_optimizer(ours_net, c)
+    groups = [{**g, "params": [dict(torch_net.named_parameters())[n] for n, p in ours_net.named_parameters()
+                               if any(p is q for q in g["params"])]} for g in ours.param_groups]
+    cls = torch.optim.AdamW if settings["optimizer"] == "adamw" else torch.optim.SGD
+    theirs = cls(groups)
+    assert type(ours) is not cls and isinstance(ours, cls)
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    for _ in range(3):
+        for net, opt in ((ours_net, ours), (torch_net, theirs)):
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+        assert all(torch.equal(a, b) for a, b in zip(ours_net.parameters(), torch_net.parameters()))
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert a["param_groups"] == b["param_groups"] and a["state"].keys() == b["state"].keys()
+    assert all(torch.equal(a["state"][k][s], b["state"][k][s]) for k in a["state"] for s in a["state"][k])
+    ours.load_state_dict(b)
+    theirs.load_state_dict(a)
+
+
+def test_a_training_run_does_not_import_torch_dynamo(tmp_path):
+    """torch's optimizer wrappers import torch._dynamo (1-2 s of every command on a CPU); convlab's do not."""
+    import subprocess
+    import sys
+
+    make_idx_dataset(tmp_path / "fm")
+    code = ("import sys, torch; torch.set_num_threads(1); from convlab.training import TrainConfig, train; "
+            f"train(config=TrainConfig(model='fastcnn', data='fashion-mnist', data_dir={str(tmp_path / 'fm')!r}, "
+            f"epochs=1, batch_size=16, out={str(tmp_path / 'run')!r}, device='cpu'), progress=False); "
+            "print('dynamo' if 'torch._dynamo' in sys.modules else 'eager')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "eager"

@@ -16,9 +16,11 @@ from minidata import mini_run_folder
 from convlab.cli import main
 from convlab.errors import ConvlabError
 from convlab.training import TrainConfig, TrainingError, train
-from convlab.training.optim import lr_at
+from convlab.training.optim import eager_optimizer, lr_at
 
 SPEC = "conv(4,3,p=1) bn relu maxpool(2) conv(8,3,p=1) relu gap flatten dropout(0.2) fc(10)"
+
+TRAINING_SGD = eager_optimizer(torch.optim.SGD)  # the class convlab's training steps with
 
 
 @pytest.fixture
@@ -78,7 +80,7 @@ def test_same_seed_same_metrics(mini):
 @pytest.mark.parametrize("stop_at", [3, 6, 8])  # mid-epoch 1, the first step of epoch 2, mid-epoch 2
 def test_resume_after_ctrl_c_gives_the_same_weights(mini, monkeypatch, capsys, stop_at):
     full = train(config=cfg(mini, out="runs/full"), progress=False)
-    original = torch.optim.SGD.step
+    original = TRAINING_SGD.step
     calls = {"n": 0}
 
     def interrupting_step(self, *a, **k):
@@ -88,10 +90,10 @@ def test_resume_after_ctrl_c_gives_the_same_weights(mini, monkeypatch, capsys, s
             os.kill(os.getpid(), signal.SIGTERM if stop_at == 6 else signal.SIGINT)
         return original(self, *a, **k)
 
-    monkeypatch.setattr(torch.optim.SGD, "step", interrupting_step)
+    monkeypatch.setattr(TRAINING_SGD, "step", interrupting_step)
     part = train(config=cfg(mini, out="runs/part"), progress=False)
     assert part.interrupted
-    monkeypatch.setattr(torch.optim.SGD, "step", original)
+    monkeypatch.setattr(TRAINING_SGD, "step", original)
     capsys.readouterr()
     resumed = train(config=TrainConfig(out="runs/part", device="cpu", threads=1), resume=True, progress=False)
     assert not resumed.interrupted
@@ -257,7 +259,7 @@ def _ddp_worker(rank, world, port, tmp, config_dict, interrupt_at=None, resume=F
         dist.destroy_process_group()
         return
     if interrupt_at and rank in interrupt_at:  # this rank gets its Ctrl-C during its n-th step
-        original, calls = torch.optim.SGD.step, {"n": 0}
+        original, calls = TRAINING_SGD.step, {"n": 0}
 
         def interrupting_step(self, *a, **k):
             calls["n"] += 1
@@ -265,7 +267,7 @@ def _ddp_worker(rank, world, port, tmp, config_dict, interrupt_at=None, resume=F
                 os.kill(os.getpid(), signal.SIGINT)
             return original(self, *a, **k)
 
-        torch.optim.SGD.step = interrupting_step
+        TRAINING_SGD.step = interrupting_step
     run = train(config=TrainConfig(**config_dict), resume=resume, progress=False)
     assert run.interrupted == bool(interrupt_at)
     import torch.distributed as dist

@@ -20,6 +20,51 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def _undecorated(cls, name: str):
+    """``cls.name`` without torch's wrapper, or None where this torch has none (``__wrapped__``)."""
+    return getattr(getattr(cls, name), "__wrapped__", None)
+
+
+def _eager(cls: type) -> type:
+    """``cls`` (a torch optimizer), minus the wrappers that import ``torch._dynamo`` on first use.
+
+    torch wraps ``Optimizer.add_param_group``, ``zero_grad``, ``state_dict`` and ``load_state_dict`` in
+    ``torch._disable_dynamo``, and every ``step`` in a wrapper that sets the grad mode and breaks a
+    compiled graph; each imports ``torch._dynamo`` the first time it runs: 1.2-1.9 s of every ``convlab
+    train`` on a 2-core CPU (a tenth of the demo's command). In eager mode the wrappers do nothing else,
+    so this class calls the functions they wrap, under ``torch.no_grad()`` for ``step`` as torch's does:
+    the same arithmetic, the same state dict (tests/test_recipes.py). convlab never calls an optimizer
+    inside a compiled region (``--compile`` compiles the model's forward only). Where a torch build has
+    no ``__wrapped__`` the wrapped methods are used as they are."""
+    from torch.optim import Optimizer
+
+    raw = {n: _undecorated(Optimizer, n) for n in ("add_param_group", "zero_grad", "state_dict", "load_state_dict")}
+    raw_step = _undecorated(cls, "step")
+    body: dict = {"__doc__": f"torch.optim.{cls.__name__}, stepping without importing torch._dynamo (see convlab's _eager)"}
+    if all(raw.values()) and raw_step is not None:
+        body.update(add_param_group=lambda self, group: raw["add_param_group"](self, group),
+                    zero_grad=lambda self, set_to_none=True: raw["zero_grad"](self, set_to_none),
+                    state_dict=lambda self: raw["state_dict"](self),
+                    load_state_dict=lambda self, state_dict: raw["load_state_dict"](self, state_dict))
+
+        def step(self, closure=None):
+            with torch.no_grad():
+                return raw_step(self, closure)
+
+        body["step"] = step
+    return type(cls.__name__, (cls,), body)
+
+
+_EAGER: dict = {}
+
+
+def eager_optimizer(cls: type) -> type:
+    """The :func:`_eager` class of a torch optimizer class (made once)."""
+    if cls not in _EAGER:
+        _EAGER[cls] = _eager(cls)
+    return _EAGER[cls]
+
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig):
     """SGD (Nesterov when momentum > 0) or AdamW; PyTorch's fused kernels on CPU and CUDA (one kernel
     over all parameters instead of a string of per-tensor ops; the same metrics here)."""
@@ -27,8 +72,9 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig):
     params = [p for g in groups for p in g["params"]]
     fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), fused=fused or None)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, fused=fused or None)
+        return eager_optimizer(torch.optim.AdamW)(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), fused=fused or None)
+    return eager_optimizer(torch.optim.SGD)(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
+                                            fused=fused or None)
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
