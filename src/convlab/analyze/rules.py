@@ -22,7 +22,46 @@ from ..errors import ShapeError
 from .rows import GLOBAL
 
 
+class Carried:
+    """A leaf rule's output inside an ``nn.Sequential`` of known layers (the tracer's fast path): its shape,
+    dtype and receptive field, made a meta tensor only when something other than a leaf rule takes it.
+    ``src``: the tensor it stands for, when it is the chain's own input (handed on unchanged)."""
+
+    __slots__ = ("shape", "dtype", "_cl_rf", "src")
+    is_meta = True
+
+    def __init__(self, shape, dtype, rf, src=None):
+        self.shape, self.dtype, self._cl_rf, self.src = shape, dtype, rf, src
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+    def tensor(self):
+        if self.src is not None:
+            return self.src
+        import torch
+
+        with torch._C.DisableTorchFunction():  # made by convlab, not traced
+            t = torch.empty(self.shape, device="meta", dtype=self.dtype)
+        t._cl_rf = self._cl_rf
+        return t
+
+    @staticmethod
+    def of(t):
+        """A meta tensor as a Carried standing for it; None for anything else (a real tensor, a tuple)."""
+        import torch
+
+        with torch._C.DisableTorchFunction():
+            if isinstance(t, torch.Tensor) and t.is_meta:
+                return Carried(t.shape, t.dtype, getattr(t, "_cl_rf", None), t)
+        return None
+
+
 def _meta(shape, like, rf=None):
+    if type(like) is Carried:  # inside a chain of known layers: no tensor yet
+        import torch
+
+        return Carried(torch.Size(shape), like.dtype, rf)
     import torch
 
     t = torch.empty(tuple(shape), device="meta", dtype=like.dtype)

@@ -36,6 +36,22 @@ _UNCOUNTED = {"matmul", "__matmul__", "__rmatmul__", "bmm", "mm", "einsum", "bad
 _MOVES = {"to", "cpu", "cuda", "mps", "xpu"}
 
 
+# the fast paths (a walk of the modules without torch's generators, nn.Sequential's known leaves answered
+# from shapes without their __call__): False runs the plain path, for the tests that compare the two
+FAST = True
+
+
+@contextlib.contextmanager
+def plain_path():
+    """For the ``with`` block, summaries take the plain path (every module called through torch)."""
+    global FAST
+    was, FAST = FAST, False
+    try:
+        yield
+    finally:
+        FAST = was
+
+
 _INPLACE_RULES = {n for n in rules.OP_RULES if n.endswith("_") and not n.startswith("__")} | _INPLACE_DUNDER
 
 
@@ -92,6 +108,53 @@ def summary_of_module(model, input_shape, batch_size: int) -> Summary:
                    act, _out_shape(out), rules=RULES + extra,
                    uncounted=tuple(f"{n} {op} call{'s' if n > 1 else ''} in {where}"
                                    for (op, where), n in tracer.uncounted.items()))
+
+
+def _submodules(model) -> list[tuple[str, object]]:
+    """``[(name, m) for name, m in model.named_modules() if m is not model]``, walked without torch's nested
+    generators (a microsecond a module): the same modules, names and order (each module once, at its first
+    place). A class with its own ``named_modules`` is asked itself, as torch would."""
+    import torch.nn as nn
+
+    base = nn.Module.named_modules
+    if not FAST or type(model).named_modules is not base:
+        return [(n, m) for n, m in model.named_modules() if m is not model]
+    out: list[tuple[str, object]] = []
+    memo = {model}
+
+    def visit(prefix, m):
+        for key, child in m._modules.items():
+            if child is None:
+                continue
+            full = prefix + ("." if prefix else "") + key
+            if type(child).named_modules is not base:
+                out.extend((n, c) for n, c in child.named_modules(memo, full))
+                continue
+            if child in memo:
+                continue
+            memo.add(child)
+            out.append((full, child))
+            visit(full, child)
+
+    visit("", model)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _plain_call(cls) -> bool:
+    """Calling a module of this class is torch's ``__call__`` (hooks, then ``forward``), not the class's own."""
+    import torch.nn as nn
+
+    return cls.__call__ is nn.Module.__call__ and cls._call_impl is nn.Module._call_impl and \
+        cls._wrapped_call_impl is nn.Module._wrapped_call_impl
+
+
+def _global_hooks() -> bool:
+    """Module hooks registered for every module (torch.nn.modules.module.register_module_forward_hook...)."""
+    import torch.nn.modules.module as mm
+
+    return bool(mm._global_forward_hooks or mm._global_forward_pre_hooks or mm._global_backward_hooks
+                or mm._global_backward_pre_hooks)
 
 
 def _out_shape(out):
@@ -241,13 +304,18 @@ class _Tracer:
         self.stack: list[_Record] = []
         self.total_macs = 0
         self.counted: set[int] = set()
-        self.modules: list[tuple[str, object]] = [(n, m) for n, m in model.named_modules() if m is not model]
+        self.modules: list[tuple[str, object]] = _submodules(model)
         self.all_owned = _owned(model)  # the root's tensors here; every submodule's are added in run()
         self.twins: dict[int, object] = {}  # lazy modules' materialised meta twins, by id of the module
         self.twin_owned: dict[int, list] = {}
         self.temps: dict[int, object] = {}  # real tensors made during the forward (kept alive: ids stay unique)
         self.uncounted: dict[tuple[str, str], int] = {}  # (op, module name) -> calls
         self.attention = False  # an attention op was counted: its rule is stated in the summary
+        # id(module) -> (its wrapped forward, name, own tensors, leaf rule, forward): the modules an
+        # nn.Sequential may call without torch's __call__ (see _sequential)
+        self.direct: dict[int, tuple] = {}
+
+    chains = True  # nn.Sequential's known leaves answered from shapes (off for tracers that follow tensors)
 
     def run(self, x):
         import torch
@@ -259,6 +327,8 @@ class _Tracer:
             def __torch_function__(self, func, types, args=(), kwargs=None):
                 return tracer.dispatch(func, args, kwargs or {})
 
+        fast = FAST and self.chains and not torch._C._get_tracing_state()
+
         def wrap(name, m):
             if _is_lazy(m):
                 return functools.partial(self._call_lazy, m, name)
@@ -266,12 +336,24 @@ class _Tracer:
             self.all_owned.extend(own)
             if isinstance(m, torch.nn.MultiheadAttention):  # its out_proj's weights are used, never called
                 own = own + _owned(m.out_proj)
-            return functools.partial(self._call, m, name, own, rules.leaf_rule(m), m.forward)
+            rule, forward = rules.leaf_rule(m), m.forward
+            if fast and type(m) is torch.nn.Sequential:
+                forward = functools.partial(self._sequential, m, forward)
+            wrapped = functools.partial(self._call, m, name, own, rule, forward)
+            if fast and _plain_call(type(m)):
+                self.direct[id(m)] = (wrapped, name, own, rule, forward)
+            return wrapped
 
         lazy = [m for _, m in [("", self.model), *self.modules] if _is_lazy(m)]
         with _lazy_hooks_off(lazy), _wrapped_forwards(self.modules, wrap), Mode(), torch.no_grad():
             try:
-                return self.model(x)
+                root = self.model
+                if fast and type(root) is torch.nn.Sequential and not (
+                        root._forward_hooks or root._forward_pre_hooks or root._backward_hooks or
+                        root._backward_pre_hooks or root._compiled_call_impl is not None or
+                        "forward" in root.__dict__):
+                    return self._sequential(root, root.forward, x)  # what root(x) runs, without __call__
+                return root(x)
             except ConvlabError:
                 raise
             except Exception as e:  # torch's own message, located at the innermost module
@@ -303,6 +385,71 @@ class _Tracer:
                     rec.out, rec.rf = out.shape, rules.rf_of(out)
                     return out
         out = forward(*args, **kwargs)
+        with torch._C.DisableTorchFunction():
+            self.stack.pop()
+            rec.out = out
+            rec.rf = rules.rf_of(out) if isinstance(out, torch.Tensor) else None
+        return out
+
+    def _sequential(self, module, forward, *args, **kwargs):
+        """``nn.Sequential.forward`` (each child on the previous output) with its children called as torch's
+        ``__call__`` would call them when they have no hooks (their wrapped forward, directly), and a run of
+        children answered by leaf rules carried as shapes (:class:`rules.Carried`): no meta tensor between
+        them, one made when something else takes the output. The rows are the plain path's (tested)."""
+        import torch
+
+        with torch._C.DisableTorchFunction():
+            x = args[0] if len(args) == 1 and not kwargs else None
+            plain = not isinstance(x, torch.Tensor) or not x.is_meta or _global_hooks()
+        if plain:
+            return forward(*args, **kwargs)
+        Carried = rules.Carried
+        direct = self.direct
+        cur = x
+        for child in module._modules.values():
+            d = direct.get(id(child)) if child is not None else None
+            if d is None or child.__dict__.get("forward") is not d[0] or child._forward_hooks or \
+                    child._forward_pre_hooks or child._backward_hooks or child._backward_pre_hooks or \
+                    child._compiled_call_impl is not None:
+                cur = child(cur.tensor() if type(cur) is Carried else cur)
+                continue
+            wrapped, name, own, rule, fwd = d
+            if rule is None:
+                cur = wrapped(cur.tensor() if type(cur) is Carried else cur)
+                continue
+            if type(cur) is not Carried:
+                carried = Carried.of(cur)
+                if carried is None:
+                    cur = wrapped(cur)
+                    continue
+                cur = carried
+            cur = self._leaf(child, name, own, rule, fwd, cur)
+        return cur.tensor() if type(cur) is Carried else cur
+
+    def _leaf(self, module, name, own, rule, forward, x):
+        """:meth:`_call`'s rule path for a child of an nn.Sequential, on a carried shape (or, when the rule
+        declines, the module's forward on the tensor it stands for)."""
+        import torch
+
+        with torch._C.DisableTorchFunction():
+            t = nt = 0
+            counted = self.counted
+            for pid, n, trainable in own:
+                if pid not in counted:
+                    counted.add(pid)
+                    if trainable:
+                        t += n
+                    else:
+                        nt += n
+            rec = _Record(name, module, len(self.stack), x.shape, t, nt)
+            self.recs.append(rec)
+            self.stack.append(rec)
+            out = rule(self, module, x)
+            if out is not None:
+                self.stack.pop()
+                rec.out, rec.rf = out.shape, rules.rf_of(out)
+                return out
+        out = forward(x.tensor())
         with torch._C.DisableTorchFunction():
             self.stack.pop()
             rec.out = out
