@@ -175,12 +175,21 @@ def _owned(m) -> list[tuple[int, int, bool]]:
     running statistics (non-trainable); integer counters such as num_batches_tracked are not counted."""
     if not m._parameters and not m._buffers:  # most modules of a net (activations, containers)
         return []
-    from torch.nn.parameter import is_lazy
-
-    own = [(id(p), p.numel(), p.requires_grad) for p in m._parameters.values() if p is not None and not is_lazy(p)]
-    own += [(id(b), b.numel(), False) for n, b in m._buffers.items()
-            if b is not None and not is_lazy(b) and n.startswith("running_") and b.is_floating_point()]
+    lazy = _lazy_tensor()
+    own = [(id(p), p.numel(), p.requires_grad) for p in m._parameters.values()
+           if p is not None and not isinstance(p, lazy)]
+    if m._buffers:
+        own += [(id(b), b.numel(), False) for n, b in m._buffers.items()
+                if b is not None and not isinstance(b, lazy) and n.startswith("running_") and b.is_floating_point()]
     return own
+
+
+@functools.lru_cache(maxsize=None)
+def _lazy_tensor():
+    """The class of uninitialised (lazy) parameters and buffers (torch.nn.parameter.is_lazy's test)."""
+    from torch.nn.parameter import UninitializedTensorMixin
+
+    return UninitializedTensorMixin
 
 
 _ABSENT = object()
@@ -225,14 +234,36 @@ class _Record:
 
 
 @functools.lru_cache(maxsize=None)
+def _mode_class():
+    """The torch function mode of a run: every torch function called in the forward goes to the tracer's
+    ``dispatch`` (one class for all runs: making a class costs more than a small model's trace)."""
+    from torch.overrides import TorchFunctionMode
+
+    class Mode(TorchFunctionMode):
+        def __init__(self, tracer):
+            super().__init__()
+            self.tracer = tracer
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            return self.tracer.dispatch(func, args, kwargs or {})
+
+    return Mode
+
+
+@functools.lru_cache(maxsize=None)
 def _lazy_mixin():
     from torch.nn.modules.lazy import LazyModuleMixin
 
     return LazyModuleMixin
 
 
+@functools.lru_cache(maxsize=None)
+def _lazy_class(cls) -> bool:
+    return issubclass(cls, _lazy_mixin())
+
+
 def _is_lazy(m) -> bool:
-    return isinstance(m, _lazy_mixin()) and m.has_uninitialized_params()
+    return _lazy_class(type(m)) and m.has_uninitialized_params()
 
 
 def _lazy_twin(m, args, kwargs):
@@ -319,13 +350,6 @@ class _Tracer:
 
     def run(self, x):
         import torch
-        from torch.overrides import TorchFunctionMode
-
-        tracer = self
-
-        class Mode(TorchFunctionMode):
-            def __torch_function__(self, func, types, args=(), kwargs=None):
-                return tracer.dispatch(func, args, kwargs or {})
 
         fast = FAST and self.chains and not torch._C._get_tracing_state()
 
@@ -345,7 +369,7 @@ class _Tracer:
             return wrapped
 
         lazy = [m for _, m in [("", self.model), *self.modules] if _is_lazy(m)]
-        with _lazy_hooks_off(lazy), _wrapped_forwards(self.modules, wrap), Mode(), torch.no_grad():
+        with _lazy_hooks_off(lazy), _wrapped_forwards(self.modules, wrap), _mode_class()(self), torch.no_grad():
             try:
                 root = self.model
                 if fast and type(root) is torch.nn.Sequential and not (
@@ -403,9 +427,15 @@ class _Tracer:
             plain = not isinstance(x, torch.Tensor) or not x.is_meta or _global_hooks()
         if plain:
             return forward(*args, **kwargs)
+        out = self._chain(module, x)
+        return out.tensor() if type(out) is rules.Carried else out
+
+    def _chain(self, module, cur):
+        """An nn.Sequential's children on ``cur`` (a tensor or a carried shape); the result may be carried."""
+        import torch
+
         Carried = rules.Carried
         direct = self.direct
-        cur = x
         for child in module._modules.values():
             d = direct.get(id(child)) if child is not None else None
             if d is None or child.__dict__.get("forward") is not d[0] or child._forward_hooks or \
@@ -415,7 +445,10 @@ class _Tracer:
                 continue
             wrapped, name, own, rule, fwd = d
             if rule is None:
-                cur = wrapped(cur.tensor() if type(cur) is Carried else cur)
+                if type(cur) is Carried and type(child) is torch.nn.Sequential:
+                    cur = self._nested(child, name, own, cur)  # the inner chain goes on carrying
+                else:
+                    cur = wrapped(cur.tensor() if type(cur) is Carried else cur)
                 continue
             if type(cur) is not Carried:
                 carried = Carried.of(cur)
@@ -424,7 +457,39 @@ class _Tracer:
                     continue
                 cur = carried
             cur = self._leaf(child, name, own, rule, fwd, cur)
-        return cur.tensor() if type(cur) is Carried else cur
+        return cur
+
+    def _count(self, own) -> tuple[int, int]:
+        """A module's (trainable, non-trainable) tensors not counted yet (each tensor counts at its first use)."""
+        t = nt = 0
+        counted = self.counted
+        for pid, n, trainable in own:
+            if pid not in counted:
+                counted.add(pid)
+                if trainable:
+                    t += n
+                else:
+                    nt += n
+        return t, nt
+
+    def _nested(self, module, name, own, x):
+        """:meth:`_call`'s path for an nn.Sequential inside an nn.Sequential, on a carried shape."""
+        import torch
+
+        with torch._C.DisableTorchFunction():
+            t, nt = self._count(own)
+            rec = _Record(name, module, len(self.stack), x.shape, t, nt)
+            self.recs.append(rec)
+            self.stack.append(rec)
+        out = self._chain(module, x)
+        with torch._C.DisableTorchFunction():
+            self.stack.pop()
+            if type(out) is rules.Carried:
+                rec.out, rec.rf = out.shape, out._cl_rf
+            else:
+                rec.out = out
+                rec.rf = rules.rf_of(out) if isinstance(out, torch.Tensor) else None
+        return out
 
     def _leaf(self, module, name, own, rule, forward, x):
         """:meth:`_call`'s rule path for a child of an nn.Sequential, on a carried shape (or, when the rule
@@ -432,15 +497,7 @@ class _Tracer:
         import torch
 
         with torch._C.DisableTorchFunction():
-            t = nt = 0
-            counted = self.counted
-            for pid, n, trainable in own:
-                if pid not in counted:
-                    counted.add(pid)
-                    if trainable:
-                        t += n
-                    else:
-                        nt += n
+            t, nt = self._count(own)
             rec = _Record(name, module, len(self.stack), x.shape, t, nt)
             self.recs.append(rec)
             self.stack.append(rec)
@@ -485,20 +542,24 @@ class _Tracer:
     def rows(self) -> list[Row]:
         import torch
 
+        size, tensor = torch.Size, torch.Tensor
         rows = []
+        append = rows.append
         for rec in self.recs:
             out, rf = rec.out, rec.rf
-            if isinstance(out, torch.Size):
+            if isinstance(out, size):
                 out_shape = list(out)
             else:
                 out_shape = _out_shape(out)
-            if not isinstance(out, (torch.Size, torch.Tensor)):
-                rf = None
-            rows.append(Row(rec.name, type(rec.module).__name__, rec.depth,
-                            list(rec.in_shape) if rec.in_shape is not None else None, out_shape,
-                            receptive_field=GLOBAL if rf == GLOBAL else rf_dict(rf),
-                            own=(rec.trainable, rec.non_trainable, rec.macs),
-                            info=_module_info(rec.twin if rec.twin is not None else rec.module)))
+                if not isinstance(out, tensor):
+                    rf = None
+            if rf is not None and rf != GLOBAL:
+                rf = {"size": [rf[0][0], rf[1][0]], "jump": [rf[0][1], rf[1][1]], "start": [rf[0][2], rf[1][2]]}
+            m = rec.twin if rec.twin is not None else rec.module
+            info = _module_info(m) if _has_info(type(m)) else {}
+            append(Row(rec.name, type(rec.module).__name__, rec.depth,
+                       list(rec.in_shape) if rec.in_shape is not None else None, out_shape, 0, 0, 0, rf, True,
+                       (rec.trainable, rec.non_trainable, rec.macs), info))
         return rows
 
     def error(self, msg: str) -> ShapeError:
@@ -618,6 +679,14 @@ class _Tracer:
                 except (AttributeError, RuntimeError):
                     pass
         return out
+
+
+@functools.lru_cache(maxsize=None)
+def _has_info(cls) -> bool:
+    """Modules of this class have settings the checks read (:func:`_module_info`)."""
+    import torch.nn as nn
+
+    return issubclass(cls, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))
 
 
 def _module_info(module) -> dict:
