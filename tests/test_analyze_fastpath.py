@@ -202,3 +202,79 @@ def test_carried_shape_stands_for_its_tensor():
     t = out.tensor()
     assert isinstance(t, torch.Tensor) and t.is_meta and list(t.shape) == [2, 4, 5, 7] and t._cl_rf == "global"
     assert rules.Carried.of(torch.zeros(2)) is None and rules.Carried.of((x,)) is None
+
+
+# -- the spec path: a spec line parsed once, a stage's repeated convs planned once --------------------
+
+class _Forgetful(dict):
+    """A memo that keeps nothing: the planner then works out every conv again."""
+
+    def __setitem__(self, key, value):
+        pass
+
+
+def spec_both(spec, shape, batch_size=1, monkeypatch=None):
+    import convlab.plan as plan_mod
+
+    fast = everything(convlab.summary(spec, shape, batch_size=batch_size))
+    init = plan_mod._Planner.__init__
+
+    def forgetful(self):
+        init(self)
+        self._convs = _Forgetful()
+
+    monkeypatch.setattr(plan_mod._Planner, "__init__", forgetful)
+    try:
+        plain = everything(convlab.summary(spec, shape, batch_size=batch_size))
+    finally:
+        monkeypatch.setattr(plan_mod._Planner, "__init__", init)
+    return fast, plain
+
+
+def test_zoo_specs_conv_memo_changes_nothing(monkeypatch):
+    for name in zoo.list_models():
+        fast, plain = spec_both(name, zoo.get(name).input_shape, 2, monkeypatch)
+        assert fast == plain, name
+
+
+@settings(max_examples=40, deadline=None)
+@given(chains(), st.integers(1, 3))
+def test_generated_specs_conv_memo_changes_nothing(case, repeat):
+    import convlab.plan as plan_mod
+
+    shape, text, _ = case
+    # the chain repeated: the same convs again on (often) the same shapes; some repeats do not fit
+    text = " ".join([text] * repeat)
+    try:
+        fast = everything(convlab.summary(text, shape))
+    except ShapeError as e:
+        fast = str(e)
+    init = plan_mod._Planner.__init__
+
+    def forgetful(self):
+        init(self)
+        self._convs = _Forgetful()
+
+    plan_mod._Planner.__init__ = forgetful
+    try:
+        try:
+            plain = everything(convlab.summary(text, shape))
+        except ShapeError as e:
+            plain = str(e)
+    finally:
+        plan_mod._Planner.__init__ = init
+    assert fast == plain
+
+
+def test_a_spec_line_is_parsed_once_and_errors_are_not_kept():
+    from convlab.errors import SpecError
+    from convlab.spec import parse
+
+    text = "conv(7,3,p=1) bn relu gap flatten fc(3)"
+    assert parse(text) is parse(text)
+    assert parse(text) is not parse(text + " ")
+    for _ in range(2):  # raised each time: a bad line is never remembered as a Spec
+        with pytest.raises(SpecError):
+            parse("conv(7,3,p=1) nosuchlayer")
+    with pytest.raises(Exception):
+        parse(text).layers[0].out = 8  # frozen: the Spec shared by both callers cannot be changed
