@@ -429,3 +429,45 @@ def test_reductions_have_torchs_shapes(op, dim, keepdim):
             convlab.summary(Reduce(), (3, 4, 5), batch_size=2)
         return
     assert convlab.summary(Reduce(), (3, 4, 5), batch_size=2).output_shape == expect
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 6), st.integers(1, 12), st.booleans(), st.booleans())
+def test_group_norm_refuses_what_torch_refuses(c_in, groups, c_module, affine, functional):
+    """GroupNorm over C channels: torch refuses groups that do not divide C and weights of another size;
+    the summary refuses the same models (naming the fix) and passes the others with torch's shape."""
+    if c_module % groups:
+        return  # nn.GroupNorm itself refuses to be made
+    norm = nn.GroupNorm(groups, c_module, affine=affine)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.norm = nn.Conv2d(3, c_in, 3), norm
+
+        def forward(self, x):
+            x = self.conv(x)
+            return F.group_norm(x, groups, norm.weight, norm.bias) if functional else self.norm(x)
+
+    try:
+        expect = list(Net()(torch.randn(2, 3, 7, 7)).shape)
+    except (RuntimeError, ValueError):
+        with pytest.raises(convlab.errors.ShapeError, match="num_groups|num_channels"):
+            convlab.summary(Net(), (3, 7, 7), batch_size=2)
+        return
+    assert convlab.summary(Net(), (3, 7, 7), batch_size=2).output_shape == expect
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=3), st.booleans())
+def test_layer_norm_refuses_what_torch_refuses(normalized, affine):
+    """LayerNorm's normalized_shape must be the input's last dimensions (channels-last or flat features),
+    as torch checks; the summary refuses the same and names the shape that fits."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.LayerNorm(normalized, elementwise_affine=affine))
+    try:
+        expect = list(model(torch.randn(1, 3, 8, 8)).shape)
+    except RuntimeError:
+        with pytest.raises(convlab.errors.ShapeError, match="normalized_shape"):
+            convlab.summary(model, (3, 8, 8))
+        return
+    assert convlab.summary(model, (3, 8, 8)).output_shape == expect

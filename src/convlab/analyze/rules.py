@@ -152,6 +152,46 @@ def _batch_norm_rule(tr, args, kwargs):
     return _meta(x.shape, x, rf_of(x))
 
 
+def _group_norm_rule(tr, args, kwargs):
+    """F.group_norm(x, num_groups, weight, bias): torch's checks (channels divisible by the groups, one
+    weight and bias per channel), the shape unchanged."""
+    x = args[0]
+    g = _arg(args, kwargs, 1, "num_groups")
+    if x.dim() < 2 or isinstance(g, bool) or not isinstance(g, int) or g < 1:
+        return NotImplemented  # torch's own message
+    c = x.shape[1]
+    fits = [d for d in range(1, c + 1) if c % d == 0] if c % g else []
+    for t in (_arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias")):
+        if t is not None and hasattr(t, "numel") and t.numel() != c:
+            also = f" and num_groups in {fits}" if fits else ""
+            raise tr.error(f"expected {t.numel()} channels (num_channels={t.numel()}) but the input has {c}; "
+                           f"set num_channels={c}{also}")
+    if fits:
+        raise tr.error(f"{g} groups do not divide the input's {c} channels; use num_groups in {fits}")
+    return _meta(x.shape, x, rf_of(x))
+
+
+def _layer_norm_rule(tr, args, kwargs):
+    """F.layer_norm(x, normalized_shape, weight, bias): the last dimensions must be normalized_shape (as torch
+    checks), the shape unchanged."""
+    x = args[0]
+    ns = _arg(args, kwargs, 1, "normalized_shape")
+    ns = (ns,) if isinstance(ns, int) and not isinstance(ns, bool) else ns
+    if not isinstance(ns, (tuple, list)) or not ns or not all(isinstance(v, int) for v in ns):
+        return NotImplemented
+    ns = tuple(ns)
+    tail = tuple(x.shape[x.dim() - len(ns):]) if len(ns) <= x.dim() else None
+    if tail != ns:
+        fix = f"; set normalized_shape={list(x.shape[-len(ns):])}" if len(ns) <= x.dim() else ""
+        raise tr.error(f"layer norm over the last {len(ns)} dimension{'s' if len(ns) > 1 else ''} {list(ns)} but "
+                       f"the input is {list(x.shape)}{fix} (for C×H×W maps in channels-first order, "
+                       f"nn.GroupNorm(1, C) normalises each sample over C, H and W)")
+    for t in (_arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias")):
+        if t is not None and hasattr(t, "shape") and tuple(t.shape) != ns:
+            return NotImplemented
+    return _meta(x.shape, x, rf_of(x))
+
+
 def _same_rule(tr, args, kwargs):
     x = args[0]
     return _meta(x.shape, x, rf_of(x))
@@ -419,7 +459,7 @@ OP_RULES: dict[str, Callable[[Any, tuple, dict], Any]] = {
     "conv2d": _conv_rule,
     "linear": _linear_rule,
     "batch_norm": _batch_norm_rule,
-    "instance_norm": _same_rule, "group_norm": _same_rule, "layer_norm": _same_rule,
+    "instance_norm": _same_rule, "group_norm": _group_norm_rule, "layer_norm": _layer_norm_rule,
     # shape-preserving: activations, dropout, softmax, copies, unary arithmetic
     "relu": _same_rule, "gelu": _same_rule, "sigmoid": _same_rule, "tanh": _same_rule, "silu": _same_rule,
     "hardswish": _same_rule, "hardsigmoid": _same_rule, "leaky_relu": _same_rule, "elu": _same_rule,
