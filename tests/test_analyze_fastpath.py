@@ -12,7 +12,7 @@ test_analyze.py and test_analyze_models.py.
 import pytest
 import torch
 import torch.nn as nn
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import convlab
@@ -278,3 +278,36 @@ def test_a_spec_line_is_parsed_once_and_errors_are_not_kept():
             parse("conv(7,3,p=1) nosuchlayer")
     with pytest.raises(Exception):
         parse(text).layers[0].out = 8  # frozen: the Spec shared by both callers cannot be changed
+
+
+@settings(max_examples=40, deadline=None)
+@given(chains(), st.integers(1, 2))
+def test_built_specs_fast_path_equals_plain_path(case, batch):
+    """Specs built by convlab (its SpecNet, BasicBlock, Residual, SeparableConv2d: answered from shapes on
+    the fast path) summarise as on the plain path."""
+    shape, text, _ = case
+    try:
+        model = convlab.build(text, shape).eval()
+    except ShapeError:  # a generated chain that does not fit its input (the spec tests cover the message)
+        assume(False)
+    fast, plain = both(model, shape, batch)
+    assert fast == plain
+
+
+def test_convlab_blocks_are_followed_only_while_they_run_their_own_forward(monkeypatch):
+    from convlab.nn import blocks
+
+    model = convlab.create_model("resnet20").eval()
+    with Counting() as c:
+        fast = everything(convlab.summary(model, (3, 32, 32)))
+    assert c.n > 50  # the blocks' convs, norms and relus answered inside the chains
+
+    def forward(self, x):  # a user's change to the block: the tracer must run it, not convlab's program
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)))
+
+    monkeypatch.setattr(blocks.BasicBlock, "forward", forward)
+    changed = everything(convlab.summary(model, (3, 32, 32)))
+    with trace.plain_path():
+        assert changed == everything(convlab.summary(model, (3, 32, 32)))
+    assert changed != fast

@@ -140,13 +140,68 @@ def _submodules(model) -> list[tuple[str, object]]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
 def _plain_call(cls) -> bool:
     """Calling a module of this class is torch's ``__call__`` (hooks, then ``forward``), not the class's own."""
     import torch.nn as nn
 
     return cls.__call__ is nn.Module.__call__ and cls._call_impl is nn.Module._call_impl and \
         cls._wrapped_call_impl is nn.Module._wrapped_call_impl
+
+
+def _block_program(cls):
+    """The tracer's program for one of convlab's own blocks (children in the order its forward calls them),
+    while the class runs the forward written in convlab.nn.blocks; None otherwise."""
+    from ..nn import blocks
+
+    written = blocks.WRITTEN_FORWARDS.get(cls)
+    if written is None or cls.forward is not written or not _plain_call(cls):
+        return None
+    return _PROGRAMS[cls.__name__]
+
+
+def _basic_block(tr, m, x):  # relu(bn1(conv1(x))) -> bn2(conv2(.)), relu(. + shortcut(x))
+    step = tr._step
+    out = step(m.bn2, step(m.conv2, step(m.relu, step(m.bn1, step(m.conv1, x)))))
+    identity = x if m.downsample is None else step(m.downsample, x)
+    return step(m.relu, tr._add(out, identity))
+
+
+def _plain_block(tr, m, x):
+    step = tr._step
+    out = step(m.relu, step(m.bn1, step(m.conv1, x)))
+    return step(m.relu, step(m.bn2, step(m.conv2, out)))
+
+
+def _bottleneck(tr, m, x):
+    step = tr._step
+    out = step(m.relu, step(m.bn1, step(m.conv1, x)))
+    out = step(m.relu, step(m.bn2, step(m.conv2, out)))
+    out = step(m.bn3, step(m.conv3, out))
+    identity = x if m.downsample is None else step(m.downsample, x)
+    return step(m.relu, tr._add(out, identity))
+
+
+def _residual(tr, m, x):  # body(x) + (x or proj(x))
+    step = tr._step
+    out = step(m.body, x)
+    return tr._add(out, x if m.proj is None else step(m.proj, x))
+
+
+def _separable(tr, m, x):
+    return tr._step(m.pointwise, tr._step(m.depthwise, x))
+
+
+_PROGRAMS = {"BasicBlock": _basic_block, "PlainBlock": _plain_block,
+             "Bottleneck": _bottleneck, "Residual": _residual, "SeparableConv2d": _separable}
+
+
+def _plain_sequential(cls) -> bool:
+    """An nn.Sequential, or a subclass keeping its forward, iteration and call (convlab's SpecNet adds only
+    attributes): calling it runs each child on the previous output, nothing else."""
+    import torch.nn as nn
+
+    return issubclass(cls, nn.Sequential) and cls.forward is nn.Sequential.forward and \
+        cls.__iter__ is nn.Sequential.__iter__ and _plain_call(cls)
 
 
 def _global_hooks() -> bool:
@@ -361,7 +416,7 @@ class _Tracer:
             if isinstance(m, torch.nn.MultiheadAttention):  # its out_proj's weights are used, never called
                 own = own + _owned(m.out_proj)
             rule, forward = rules.leaf_rule(m), m.forward
-            if fast and type(m) is torch.nn.Sequential:
+            if fast and _plain_sequential(type(m)):
                 forward = functools.partial(self._sequential, m, forward)
             wrapped = functools.partial(self._call, m, name, own, rule, forward)
             if fast and _plain_call(type(m)):
@@ -372,7 +427,7 @@ class _Tracer:
         with _lazy_hooks_off(lazy), _wrapped_forwards(self.modules, wrap), _mode_class()(self), torch.no_grad():
             try:
                 root = self.model
-                if fast and type(root) is torch.nn.Sequential and not (
+                if fast and _plain_sequential(type(root)) and not (
                         root._forward_hooks or root._forward_pre_hooks or root._backward_hooks or
                         root._backward_pre_hooks or root._compiled_call_impl is not None or
                         "forward" in root.__dict__):
@@ -432,32 +487,49 @@ class _Tracer:
 
     def _chain(self, module, cur):
         """An nn.Sequential's children on ``cur`` (a tensor or a carried shape); the result may be carried."""
-        import torch
-
-        Carried = rules.Carried
-        direct = self.direct
+        step = self._step
         for child in module._modules.values():
-            d = direct.get(id(child)) if child is not None else None
-            if d is None or child.__dict__.get("forward") is not d[0] or child._forward_hooks or \
-                    child._forward_pre_hooks or child._backward_hooks or child._backward_pre_hooks or \
-                    child._compiled_call_impl is not None:
-                cur = child(cur.tensor() if type(cur) is Carried else cur)
-                continue
-            wrapped, name, own, rule, fwd = d
-            if rule is None:
-                if type(cur) is Carried and type(child) is torch.nn.Sequential:
-                    cur = self._nested(child, name, own, cur)  # the inner chain goes on carrying
-                else:
-                    cur = wrapped(cur.tensor() if type(cur) is Carried else cur)
-                continue
+            cur = step(child, cur)
+        return cur
+
+    def _step(self, child, cur):
+        """``child(cur)`` as torch's ``__call__`` runs it when the child has no hooks: a leaf rule on the carried
+        shape, a plain nn.Sequential or one of convlab's own blocks (nn.blocks.WRITTEN_FORWARDS) followed
+        inside, carrying; anything else called on a tensor (through ``__call__`` when it has hooks)."""
+        Carried = rules.Carried
+        d = self.direct.get(id(child)) if child is not None else None
+        if d is None or child.__dict__.get("forward") is not d[0] or child._forward_hooks or \
+                child._forward_pre_hooks or child._backward_hooks or child._backward_pre_hooks or \
+                child._compiled_call_impl is not None:
+            return child(cur.tensor() if type(cur) is Carried else cur)
+        wrapped, name, own, rule, fwd = d
+        if rule is None:
+            cls = type(child)
+            body = _Tracer._chain if _plain_sequential(cls) else _block_program(cls)
+            if body is None:
+                return wrapped(cur.tensor() if type(cur) is Carried else cur)
             if type(cur) is not Carried:
                 carried = Carried.of(cur)
                 if carried is None:
-                    cur = wrapped(cur)
-                    continue
+                    return wrapped(cur)
                 cur = carried
-            cur = self._leaf(child, name, own, rule, fwd, cur)
-        return cur
+            return self._nested(child, name, own, cur, body)
+        if type(cur) is not Carried:
+            carried = Carried.of(cur)
+            if carried is None:
+                return wrapped(cur)
+            cur = carried
+        return self._leaf(child, name, own, rule, fwd, cur)
+
+    def _add(self, a, b):
+        """``a + b`` as the tracer answers it: two carried shapes of one floating dtype and shape add to a
+        carried shape (the field the widest of the two, as the binary rule merges it); otherwise the tensors
+        are added under the torch function mode, as the block's forward would."""
+        Carried = rules.Carried
+        if type(a) is Carried and type(b) is Carried and a.shape == b.shape and a.dtype == b.dtype and \
+                a.dtype.is_floating_point:
+            return Carried(a.shape, a.dtype, rules.merge_rfs([a._cl_rf, b._cl_rf]) if len(a.shape) == 4 else None)
+        return (a.tensor() if type(a) is Carried else a) + (b.tensor() if type(b) is Carried else b)
 
     def _count(self, own) -> tuple[int, int]:
         """A module's (trainable, non-trainable) tensors not counted yet (each tensor counts at its first use)."""
@@ -472,8 +544,9 @@ class _Tracer:
                     nt += n
         return t, nt
 
-    def _nested(self, module, name, own, x):
-        """:meth:`_call`'s path for an nn.Sequential inside an nn.Sequential, on a carried shape."""
+    def _nested(self, module, name, own, x, body):
+        """:meth:`_call`'s path for a container answered by ``body(module, x)`` (:meth:`_chain` or a block's
+        program, called ``body(tracer, module, x)``), on a carried shape."""
         import torch
 
         with torch._C.DisableTorchFunction():
@@ -481,7 +554,7 @@ class _Tracer:
             rec = _Record(name, module, len(self.stack), x.shape, t, nt)
             self.recs.append(rec)
             self.stack.append(rec)
-        out = self._chain(module, x)
+        out = body(self, module, x)
         with torch._C.DisableTorchFunction():
             self.stack.pop()
             if type(out) is rules.Carried:
