@@ -6,6 +6,7 @@ module (output shapes per leaf), its parameters, and ``FlopCounterMode`` (MACs =
 """
 
 import copy
+import math
 
 import pytest
 import torch
@@ -471,3 +472,31 @@ def test_layer_norm_refuses_what_torch_refuses(normalized, affine):
             convlab.summary(model, (3, 8, 8))
         return
     assert convlab.summary(model, (3, 8, 8)).output_shape == expect
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.sampled_from(["matmul", "@", "bmm"]),
+       st.lists(st.integers(1, 4), min_size=1, max_size=4), st.lists(st.integers(1, 4), min_size=1, max_size=4),
+       st.sampled_from([torch.float32, torch.float64]), st.sampled_from([torch.float32, torch.float64]))
+def test_matrix_products_have_torchs_shapes_and_errors(op, sa, sb, da, db):
+    """matmul, @ and bmm: the summary's shape where torch gives one (and a footnote naming the uncounted
+    call), a ShapeError where torch refuses."""
+    class Product(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(*sb, dtype=db))
+
+        def forward(self, x):
+            a = x.reshape(sa).to(da)
+            return a @ self.w if op == "@" else getattr(torch, op)(a, self.w)
+
+    n = math.prod(sa)
+    try:
+        expect = list(Product()(torch.randn(n)).shape)
+    except RuntimeError:
+        with pytest.raises(convlab.errors.ShapeError):
+            convlab.summary(Product(), (n,), batch_size=1)
+        return
+    s = convlab.summary(Product(), (n,), batch_size=1)
+    assert s.output_shape == expect
+    assert s.uncounted and ("matmul" in s.uncounted[0] or "bmm" in s.uncounted[0])
