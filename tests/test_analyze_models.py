@@ -6,6 +6,7 @@ module (output shapes per leaf), its parameters, and ``FlopCounterMode`` (MACs =
 """
 
 import copy
+import math
 
 import pytest
 import torch
@@ -429,3 +430,73 @@ def test_reductions_have_torchs_shapes(op, dim, keepdim):
             convlab.summary(Reduce(), (3, 4, 5), batch_size=2)
         return
     assert convlab.summary(Reduce(), (3, 4, 5), batch_size=2).output_shape == expect
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 6), st.integers(1, 12), st.booleans(), st.booleans())
+def test_group_norm_refuses_what_torch_refuses(c_in, groups, c_module, affine, functional):
+    """GroupNorm over C channels: torch refuses groups that do not divide C and weights of another size;
+    the summary refuses the same models (naming the fix) and passes the others with torch's shape."""
+    if c_module % groups:
+        return  # nn.GroupNorm itself refuses to be made
+    norm = nn.GroupNorm(groups, c_module, affine=affine)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.norm = nn.Conv2d(3, c_in, 3), norm
+
+        def forward(self, x):
+            x = self.conv(x)
+            return F.group_norm(x, groups, norm.weight, norm.bias) if functional else self.norm(x)
+
+    try:
+        expect = list(Net()(torch.randn(2, 3, 7, 7)).shape)
+    except (RuntimeError, ValueError):
+        with pytest.raises(convlab.errors.ShapeError, match="num_groups|num_channels"):
+            convlab.summary(Net(), (3, 7, 7), batch_size=2)
+        return
+    assert convlab.summary(Net(), (3, 7, 7), batch_size=2).output_shape == expect
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=3), st.booleans())
+def test_layer_norm_refuses_what_torch_refuses(normalized, affine):
+    """LayerNorm's normalized_shape must be the input's last dimensions (channels-last or flat features),
+    as torch checks; the summary refuses the same and names the shape that fits."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.LayerNorm(normalized, elementwise_affine=affine))
+    try:
+        expect = list(model(torch.randn(1, 3, 8, 8)).shape)
+    except RuntimeError:
+        with pytest.raises(convlab.errors.ShapeError, match="normalized_shape"):
+            convlab.summary(model, (3, 8, 8))
+        return
+    assert convlab.summary(model, (3, 8, 8)).output_shape == expect
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.sampled_from(["matmul", "@", "bmm"]),
+       st.lists(st.integers(1, 4), min_size=1, max_size=4), st.lists(st.integers(1, 4), min_size=1, max_size=4),
+       st.sampled_from([torch.float32, torch.float64]), st.sampled_from([torch.float32, torch.float64]))
+def test_matrix_products_have_torchs_shapes_and_errors(op, sa, sb, da, db):
+    """matmul, @ and bmm: the summary's shape where torch gives one (and a footnote naming the uncounted
+    call), a ShapeError where torch refuses."""
+    class Product(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(*sb, dtype=db))
+
+        def forward(self, x):
+            a = x.reshape(sa).to(da)
+            return a @ self.w if op == "@" else getattr(torch, op)(a, self.w)
+
+    n = math.prod(sa)
+    try:
+        expect = list(Product()(torch.randn(n)).shape)
+    except RuntimeError:
+        with pytest.raises(convlab.errors.ShapeError):
+            convlab.summary(Product(), (n,), batch_size=1)
+        return
+    s = convlab.summary(Product(), (n,), batch_size=1)
+    assert s.output_shape == expect
+    assert s.uncounted and ("matmul" in s.uncounted[0] or "bmm" in s.uncounted[0])

@@ -517,8 +517,15 @@ def _rf_step(prev: tuple[int, int, float], k: int, s: int, p: int, d: int) -> tu
 
 def rf_step_2d(rf, kernel, stride, padding, dilation):
     """One layer's effect on a (H, W) pair of (size, jump, start) fields; ints or (h, w) pairs."""
-    k, s, p, d = (v if isinstance(v, (tuple, list)) else (v, v) for v in (kernel, stride, padding, dilation))
-    return tuple(_rf_step(rf[i], k[i], s[i], p[i], d[i]) for i in range(2))
+    # written out (no generators): the planner calls this for every conv and pool of a spec
+    k = kernel if isinstance(kernel, (tuple, list)) else (kernel, kernel)
+    s = stride if isinstance(stride, (tuple, list)) else (stride, stride)
+    p = padding if isinstance(padding, (tuple, list)) else (padding, padding)
+    d = dilation if isinstance(dilation, (tuple, list)) else (dilation, dilation)
+    (size0, jump0, start0), (size1, jump1, start1) = rf
+    ek0, ek1 = d[0] * (k[0] - 1), d[1] * (k[1] - 1)  # the effective extent less one
+    return ((size0 + ek0 * jump0, jump0 * s[0], start0 + (ek0 / 2 - p[0]) * jump0),
+            (size1 + ek1 * jump1, jump1 * s[1], start1 + (ek1 / 2 - p[1]) * jump1))
 
 
 def rf_widest(fields) -> tuple:

@@ -117,6 +117,8 @@ class _Planner:
 
     def __init__(self):
         self.last_down: str | None = None  # the last layer that shrank the spatial size, for fixes
+        # a conv's arithmetic by its input shape and settings: the blocks of a stage repeat the same convs
+        self._convs: dict[tuple, tuple] = {}
 
     # -- naming --------------------------------------------------------------------------
 
@@ -217,31 +219,44 @@ class _Planner:
     def conv_node(self, name: str, shape: Shape, rf: RF, *, out: int, k, s=1, p=0, d=1, groups: int = 1,
                   bias: bool = True, layer: Layer | None = None) -> Node:
         """A Conv2d with ``out`` channels, kernel ``k``, stride ``s``, padding ``p``, dilation ``d``."""
-        self._need_map(shape, "conv")
+        if len(shape) != 3:
+            self._need_map(shape, "conv")
         c = shape[0]
         if c % groups or out % groups:
             raise ShapeError(f"groups={groups} must divide both the input channels ({c}) and the output "
                              f"channels ({out}); use groups in "
                              f"{[g for g in range(1, c + 1) if c % g == 0 and out % g == 0]}")
+        key = (shape, out, k, s, p, d, groups, bias)
         try:
+            known = self._convs.get(key)
+        except TypeError:  # a setting given as a list: not a key
+            known, key = None, None
+        if known is None:
+            kk, ss, dd = pair(k), pair(s), pair(d)
+            try:
+                if isinstance(p, str):
+                    hw = arith.conv_out(shape[1:], kk, ss, p, dd)
+                else:
+                    pp = pair(p)
+                    hw = (arith.conv1d_out(shape[1], kk[0], ss[0], pp[0], dd[0], validate=False),
+                          arith.conv1d_out(shape[2], kk[1], ss[1], pp[1], dd[1], validate=False))
+            except ShapeError as e:
+                raise ShapeError(self._with_down(str(e).split(": ", 1)[-1])) from None
+            kh, kw = kk
+            params = out * (c // groups) * kh * kw + (out if bias else 0)
+            macs = out * (c // groups) * kh * kw * hw[0] * hw[1]  # arith.conv_macs, written out
             if isinstance(p, str):
-                hw = arith.conv_out(shape[1:], pair(k), pair(s), p, pair(d))
-            else:
-                (kh_, kw_), (sh_, sw_), (ph_, pw_), (dh_, dw_) = pair(k), pair(s), pair(p), pair(d)
-                hw = (arith.conv1d_out(shape[1], kh_, sh_, ph_, dh_, validate=False),
-                      arith.conv1d_out(shape[2], kw_, sw_, pw_, dw_, validate=False))
-        except ShapeError as e:
-            raise ShapeError(self._with_down(str(e).split(": ", 1)[-1])) from None
-        kh, kw = pair(k)
-        params = out * (c // groups) * kh * kw + (out if bias else 0)
-        macs = arith.conv_macs(c, out, groups, (kh, kw), hw)
-        pp = arith.pad_before(p, k, d)
-        if hw[0] < shape[1] or hw[1] < shape[2]:
+                pp = arith.pad_before(p, kk, dd)
+            info = {"kernel": kk, "stride": ss, "padding": p if isinstance(p, str) else pp,
+                    "dilation": dd, "groups": groups, "bias": bias, "in_channels": c}
+            known = (hw, params, macs, info, kk, ss, pp, dd, hw[0] < shape[1] or hw[1] < shape[2])
+            if key is not None:
+                self._convs[key] = known
+        hw, params, macs, info, kk, ss, pp, dd, down = known
+        if down:
             self.last_down = name
-        info = {"kernel": (kh, kw), "stride": pair(s), "padding": p if isinstance(p, str) else pair(p),
-                "dilation": pair(d), "groups": groups, "bias": bias, "in_channels": c}
         return Node(name, "Conv2d", shape, (out, *hw), trainable=params, macs=macs,
-                    rf=_rf_update(rf, k, s, pp, d), layer=layer, info=info)
+                    rf=None if rf is None else arith.rf_step_2d(rf, kk, ss, pp, dd), layer=layer, info=dict(info))
 
     def bn_node(self, name: str, shape: Shape, rf: RF, layer: Layer | None = None) -> Node:
         """BatchNorm2d on a map, BatchNorm1d on flat features."""

@@ -149,36 +149,71 @@ def rf_dict(rf) -> Optional[dict]:
 
 
 def aggregate(rows: list[Row]) -> None:
-    """Fill each row's totals from its own counts and those of the rows nested under it."""
+    """Fill each row's totals from its own counts and those of the rows nested under it.
+
+    One pass: a row's totals are complete when the next row at its depth or above arrives, and are then
+    added to its parent's (the row under it on the stack)."""
     stack: list[Row] = []
     for r in rows:
-        while stack and stack[-1].depth >= r.depth:
-            stack.pop()
+        depth = r.depth
+        while stack and stack[-1].depth >= depth:
+            done = stack.pop()
+            if stack:
+                parent = stack[-1]
+                parent.trainable_params += done.trainable_params
+                parent.non_trainable_params += done.non_trainable_params
+                parent.macs += done.macs
+        if stack:
+            stack[-1].leaf = False
         r.trainable_params, r.non_trainable_params, r.macs = r.own
-        for parent in stack:
-            parent.leaf = False
-            parent.trainable_params += r.own[0]
-            parent.non_trainable_params += r.own[1]
-            parent.macs += r.own[2]
         stack.append(r)
+    while stack:
+        done = stack.pop()
+        if stack:
+            parent = stack[-1]
+            parent.trainable_params += done.trainable_params
+            parent.non_trainable_params += done.non_trainable_params
+            parent.macs += done.macs
 
 
 def from_plan(p, batch_size: int, label: str) -> Summary:
-    """The spec path: a :class:`convlab.plan.Plan`'s nodes as rows (reused nodes count nothing)."""
-    rows = []
-    act = total_t = total_nt = macs = 0
-    for node, depth in p.walk():
-        if not node.reuse:
-            total_t += node.trainable
-            total_nt += node.non_trainable
-            macs += node.macs * batch_size
-        own = (0, 0, 0) if node.reuse else (node.trainable, node.non_trainable, node.macs * batch_size)
+    """The spec path: a :class:`convlab.plan.Plan`'s nodes as rows (reused nodes count nothing), in call
+    order, each row's totals summed over its subtree in the same walk."""
+    rows: list[Row] = []
+    totals = [0, 0, 0, 0]  # trainable, non-trainable, MACs (reused nodes excluded), activation bytes
+    append = rows.append
+
+    def visit(node, depth):
+        if node.reuse:
+            own = (0, 0, 0)
+        else:
+            own = (node.trainable, node.non_trainable, node.macs * batch_size)
+            totals[0] += own[0]
+            totals[1] += own[1]
+            totals[2] += own[2]
+        rf = node.rf
         row = Row(node.name, node.type, depth, [batch_size, *node.in_shape], [batch_size, *node.out_shape],
-                  receptive_field=rf_dict(node.rf) if node.rf is not None else GLOBAL, own=own,
-                  info=dict(node.info))
-        rows.append(row)
-        if not node.children:
-            act += math.prod(node.out_shape) * batch_size * 4
-    aggregate(rows)
-    return Summary(label, tuple(p.input_shape), batch_size, rows, total_t, total_nt, macs,
-                   (total_t + total_nt) * 4, act, [batch_size, *p.output_shape])
+                  own[0], own[1], own[2],
+                  GLOBAL if rf is None else {"size": [rf[0][0], rf[1][0]], "jump": [rf[0][1], rf[1][1]],
+                                             "start": [rf[0][2], rf[1][2]]},
+                  not node.children, own, dict(node.info))
+        append(row)
+        if node.children:
+            t = nt = m = 0
+            for c in node.children:
+                ct, cnt, cm = visit(c, depth + 1)
+                t += ct
+                nt += cnt
+                m += cm
+            row.trainable_params += t
+            row.non_trainable_params += nt
+            row.macs += m
+        else:
+            totals[3] += math.prod(node.out_shape) * batch_size * 4
+        return row.trainable_params, row.non_trainable_params, row.macs
+
+    for node in p.nodes:
+        visit(node, 0)
+    t, nt, macs, act = totals
+    return Summary(label, tuple(p.input_shape), batch_size, rows, t, nt, macs, (t + nt) * 4, act,
+                   [batch_size, *p.output_shape])

@@ -22,7 +22,46 @@ from ..errors import ShapeError
 from .rows import GLOBAL
 
 
+class Carried:
+    """A leaf rule's output inside an ``nn.Sequential`` of known layers (the tracer's fast path): its shape,
+    dtype and receptive field, made a meta tensor only when something other than a leaf rule takes it.
+    ``src``: the tensor it stands for, when it is the chain's own input (handed on unchanged)."""
+
+    __slots__ = ("shape", "dtype", "_cl_rf", "src")
+    is_meta = True
+
+    def __init__(self, shape, dtype, rf, src=None):
+        self.shape, self.dtype, self._cl_rf, self.src = shape, dtype, rf, src
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+    def tensor(self):
+        if self.src is not None:
+            return self.src
+        import torch
+
+        with torch._C.DisableTorchFunction():  # made by convlab, not traced
+            t = torch.empty(self.shape, device="meta", dtype=self.dtype)
+        t._cl_rf = self._cl_rf
+        return t
+
+    @staticmethod
+    def of(t):
+        """A meta tensor as a Carried standing for it; None for anything else (a real tensor, a tuple)."""
+        import torch
+
+        with torch._C.DisableTorchFunction():
+            if isinstance(t, torch.Tensor) and t.is_meta:
+                return Carried(t.shape, t.dtype, getattr(t, "_cl_rf", None), t)
+        return None
+
+
 def _meta(shape, like, rf=None):
+    if type(like) is Carried:  # inside a chain of known layers: no tensor yet
+        import torch
+
+        return Carried(torch.Size(shape), like.dtype, rf)
     import torch
 
     t = torch.empty(tuple(shape), device="meta", dtype=like.dtype)
@@ -110,6 +149,46 @@ def _batch_norm_rule(tr, args, kwargs):
         return NotImplemented
     if ref is not None and hasattr(ref, "shape") and ref.dim() == 1 and ref.shape[0] != x.shape[1]:
         raise _bn_mismatch(tr, ref.shape[0], x.shape[1])
+    return _meta(x.shape, x, rf_of(x))
+
+
+def _group_norm_rule(tr, args, kwargs):
+    """F.group_norm(x, num_groups, weight, bias): torch's checks (channels divisible by the groups, one
+    weight and bias per channel), the shape unchanged."""
+    x = args[0]
+    g = _arg(args, kwargs, 1, "num_groups")
+    if x.dim() < 2 or isinstance(g, bool) or not isinstance(g, int) or g < 1:
+        return NotImplemented  # torch's own message
+    c = x.shape[1]
+    fits = [d for d in range(1, c + 1) if c % d == 0] if c % g else []
+    for t in (_arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias")):
+        if t is not None and hasattr(t, "numel") and t.numel() != c:
+            also = f" and num_groups in {fits}" if fits else ""
+            raise tr.error(f"expected {t.numel()} channels (num_channels={t.numel()}) but the input has {c}; "
+                           f"set num_channels={c}{also}")
+    if fits:
+        raise tr.error(f"{g} groups do not divide the input's {c} channels; use num_groups in {fits}")
+    return _meta(x.shape, x, rf_of(x))
+
+
+def _layer_norm_rule(tr, args, kwargs):
+    """F.layer_norm(x, normalized_shape, weight, bias): the last dimensions must be normalized_shape (as torch
+    checks), the shape unchanged."""
+    x = args[0]
+    ns = _arg(args, kwargs, 1, "normalized_shape")
+    ns = (ns,) if isinstance(ns, int) and not isinstance(ns, bool) else ns
+    if not isinstance(ns, (tuple, list)) or not ns or not all(isinstance(v, int) for v in ns):
+        return NotImplemented
+    ns = tuple(ns)
+    tail = tuple(x.shape[x.dim() - len(ns):]) if len(ns) <= x.dim() else None
+    if tail != ns:
+        fix = f"; set normalized_shape={list(x.shape[-len(ns):])}" if len(ns) <= x.dim() else ""
+        raise tr.error(f"layer norm over the last {len(ns)} dimension{'s' if len(ns) > 1 else ''} {list(ns)} but "
+                       f"the input is {list(x.shape)}{fix} (for C×H×W maps in channels-first order, "
+                       f"nn.GroupNorm(1, C) normalises each sample over C, H and W)")
+    for t in (_arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias")):
+        if t is not None and hasattr(t, "shape") and tuple(t.shape) != ns:
+            return NotImplemented
     return _meta(x.shape, x, rf_of(x))
 
 
@@ -349,6 +428,40 @@ def _pad_rule(tr, args, kwargs):
     return _meta(shape, x, rf)
 
 
+def _matmul_rule(tr, args, kwargs):
+    """matmul / ``@`` of two tensors of at least 2 dimensions and one dtype: (..., n, m) @ (..., m, p) ->
+    (broadcast ..., n, p), as torch computes it (its meta run is a Python kernel, 25-45 us a call). 1-D
+    operands, mixed dtypes and anything that does not fit go to torch (its own checks and messages). The
+    tracer has counted the call for the footnote (not counted in MACs) before the rule runs."""
+    import torch
+
+    if len(args) != 2 or kwargs:
+        return NotImplemented
+    a, b = args
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+        return NotImplemented
+    if a.dtype != b.dtype:  # torch does not promote here (torch's meta kernels let some of these pass)
+        raise tr.error(f"a matrix product of {str(a.dtype).replace('torch.', '')} and "
+                       f"{str(b.dtype).replace('torch.', '')} tensors: torch needs one dtype; convert one "
+                       f"with .to({a.dtype if a.is_floating_point() else b.dtype})")
+    if a.dim() < 2 or b.dim() < 2 or a.dtype == torch.bool or a.shape[-1] != b.shape[-2]:
+        return NotImplemented
+    batch = _broadcast([tuple(a.shape[:-2]), tuple(b.shape[:-2])])
+    if batch is None:
+        return NotImplemented
+    return _meta((*batch, a.shape[-2], b.shape[-1]), a, None)
+
+
+def _bmm_rule(tr, args, kwargs):
+    """torch.bmm: two 3-D tensors with one batch size (torch refuses broadcasting here)."""
+    if len(args) != 2 or kwargs or not hasattr(args[1], "dim"):
+        return NotImplemented
+    if args[0].dim() != 3 or args[1].dim() != 3 or args[0].shape[0] != args[1].shape[0]:
+        if args[0].dtype == args[1].dtype:
+            return NotImplemented  # torch's own message
+    return _matmul_rule(tr, args, kwargs)
+
+
 _INTERP_DIMS = {"linear": 3, "bilinear": 4, "bicubic": 4, "trilinear": 5}
 
 
@@ -373,6 +486,7 @@ OP_RULES: dict[str, Callable[[Any, tuple, dict], Any]] = {
     "clamp_": _inplace_same_rule, "clip_": _inplace_same_rule, "hardsigmoid_": _inplace_same_rule,
     "relu6_": _inplace_same_rule,
     "pad": _pad_rule,
+    "matmul": _matmul_rule, "__matmul__": _matmul_rule, "bmm": _bmm_rule,
     "interpolate": _interpolate_rule,
     # reductions over given dimensions
     "mean": _reduce_rule, "sum": _reduce_rule, "amax": _reduce_rule, "amin": _reduce_rule,
@@ -380,7 +494,7 @@ OP_RULES: dict[str, Callable[[Any, tuple, dict], Any]] = {
     "conv2d": _conv_rule,
     "linear": _linear_rule,
     "batch_norm": _batch_norm_rule,
-    "instance_norm": _same_rule, "group_norm": _same_rule, "layer_norm": _same_rule,
+    "instance_norm": _same_rule, "group_norm": _group_norm_rule, "layer_norm": _layer_norm_rule,
     # shape-preserving: activations, dropout, softmax, copies, unary arithmetic
     "relu": _same_rule, "gelu": _same_rule, "sigmoid": _same_rule, "tanh": _same_rule, "silu": _same_rule,
     "hardswish": _same_rule, "hardsigmoid": _same_rule, "leaky_relu": _same_rule, "elu": _same_rule,

@@ -36,6 +36,22 @@ _UNCOUNTED = {"matmul", "__matmul__", "__rmatmul__", "bmm", "mm", "einsum", "bad
 _MOVES = {"to", "cpu", "cuda", "mps", "xpu"}
 
 
+# the fast paths (a walk of the modules without torch's generators, nn.Sequential's known leaves answered
+# from shapes without their __call__): False runs the plain path, for the tests that compare the two
+FAST = True
+
+
+@contextlib.contextmanager
+def plain_path():
+    """For the ``with`` block, summaries take the plain path (every module called through torch)."""
+    global FAST
+    was, FAST = FAST, False
+    try:
+        yield
+    finally:
+        FAST = was
+
+
 _INPLACE_RULES = {n for n in rules.OP_RULES if n.endswith("_") and not n.startswith("__")} | _INPLACE_DUNDER
 
 
@@ -94,6 +110,108 @@ def summary_of_module(model, input_shape, batch_size: int) -> Summary:
                                    for (op, where), n in tracer.uncounted.items()))
 
 
+def _submodules(model) -> list[tuple[str, object]]:
+    """``[(name, m) for name, m in model.named_modules() if m is not model]``, walked without torch's nested
+    generators (a microsecond a module): the same modules, names and order (each module once, at its first
+    place). A class with its own ``named_modules`` is asked itself, as torch would."""
+    import torch.nn as nn
+
+    base = nn.Module.named_modules
+    if not FAST or type(model).named_modules is not base:
+        return [(n, m) for n, m in model.named_modules() if m is not model]
+    out: list[tuple[str, object]] = []
+    memo = {model}
+
+    def visit(prefix, m):
+        for key, child in m._modules.items():
+            if child is None:
+                continue
+            full = prefix + ("." if prefix else "") + key
+            if type(child).named_modules is not base:
+                out.extend((n, c) for n, c in child.named_modules(memo, full))
+                continue
+            if child in memo:
+                continue
+            memo.add(child)
+            out.append((full, child))
+            visit(full, child)
+
+    visit("", model)
+    return out
+
+
+def _plain_call(cls) -> bool:
+    """Calling a module of this class is torch's ``__call__`` (hooks, then ``forward``), not the class's own."""
+    import torch.nn as nn
+
+    return cls.__call__ is nn.Module.__call__ and cls._call_impl is nn.Module._call_impl and \
+        cls._wrapped_call_impl is nn.Module._wrapped_call_impl
+
+
+def _block_program(cls):
+    """The tracer's program for one of convlab's own blocks (children in the order its forward calls them),
+    while the class runs the forward written in convlab.nn.blocks; None otherwise."""
+    from ..nn import blocks
+
+    written = blocks.WRITTEN_FORWARDS.get(cls)
+    if written is None or cls.forward is not written or not _plain_call(cls):
+        return None
+    return _PROGRAMS[cls.__name__]
+
+
+def _basic_block(tr, m, x):  # relu(bn1(conv1(x))) -> bn2(conv2(.)), relu(. + shortcut(x))
+    step = tr._step
+    out = step(m.bn2, step(m.conv2, step(m.relu, step(m.bn1, step(m.conv1, x)))))
+    identity = x if m.downsample is None else step(m.downsample, x)
+    return step(m.relu, tr._add(out, identity))
+
+
+def _plain_block(tr, m, x):
+    step = tr._step
+    out = step(m.relu, step(m.bn1, step(m.conv1, x)))
+    return step(m.relu, step(m.bn2, step(m.conv2, out)))
+
+
+def _bottleneck(tr, m, x):
+    step = tr._step
+    out = step(m.relu, step(m.bn1, step(m.conv1, x)))
+    out = step(m.relu, step(m.bn2, step(m.conv2, out)))
+    out = step(m.bn3, step(m.conv3, out))
+    identity = x if m.downsample is None else step(m.downsample, x)
+    return step(m.relu, tr._add(out, identity))
+
+
+def _residual(tr, m, x):  # body(x) + (x or proj(x))
+    step = tr._step
+    out = step(m.body, x)
+    return tr._add(out, x if m.proj is None else step(m.proj, x))
+
+
+def _separable(tr, m, x):
+    return tr._step(m.pointwise, tr._step(m.depthwise, x))
+
+
+_PROGRAMS = {"BasicBlock": _basic_block, "PlainBlock": _plain_block,
+             "Bottleneck": _bottleneck, "Residual": _residual, "SeparableConv2d": _separable}
+
+
+def _plain_sequential(cls) -> bool:
+    """An nn.Sequential, or a subclass keeping its forward, iteration and call (convlab's SpecNet adds only
+    attributes): calling it runs each child on the previous output, nothing else."""
+    import torch.nn as nn
+
+    return issubclass(cls, nn.Sequential) and cls.forward is nn.Sequential.forward and \
+        cls.__iter__ is nn.Sequential.__iter__ and _plain_call(cls)
+
+
+def _global_hooks() -> bool:
+    """Module hooks registered for every module (torch.nn.modules.module.register_module_forward_hook...)."""
+    import torch.nn.modules.module as mm
+
+    return bool(mm._global_forward_hooks or mm._global_forward_pre_hooks or mm._global_backward_hooks
+                or mm._global_backward_pre_hooks)
+
+
 def _out_shape(out):
     import torch
 
@@ -112,12 +230,21 @@ def _owned(m) -> list[tuple[int, int, bool]]:
     running statistics (non-trainable); integer counters such as num_batches_tracked are not counted."""
     if not m._parameters and not m._buffers:  # most modules of a net (activations, containers)
         return []
-    from torch.nn.parameter import is_lazy
-
-    own = [(id(p), p.numel(), p.requires_grad) for p in m._parameters.values() if p is not None and not is_lazy(p)]
-    own += [(id(b), b.numel(), False) for n, b in m._buffers.items()
-            if b is not None and not is_lazy(b) and n.startswith("running_") and b.is_floating_point()]
+    lazy = _lazy_tensor()
+    own = [(id(p), p.numel(), p.requires_grad) for p in m._parameters.values()
+           if p is not None and not isinstance(p, lazy)]
+    if m._buffers:
+        own += [(id(b), b.numel(), False) for n, b in m._buffers.items()
+                if b is not None and not isinstance(b, lazy) and n.startswith("running_") and b.is_floating_point()]
     return own
+
+
+@functools.lru_cache(maxsize=None)
+def _lazy_tensor():
+    """The class of uninitialised (lazy) parameters and buffers (torch.nn.parameter.is_lazy's test)."""
+    from torch.nn.parameter import UninitializedTensorMixin
+
+    return UninitializedTensorMixin
 
 
 _ABSENT = object()
@@ -162,14 +289,36 @@ class _Record:
 
 
 @functools.lru_cache(maxsize=None)
+def _mode_class():
+    """The torch function mode of a run: every torch function called in the forward goes to the tracer's
+    ``dispatch`` (one class for all runs: making a class costs more than a small model's trace)."""
+    from torch.overrides import TorchFunctionMode
+
+    class Mode(TorchFunctionMode):
+        def __init__(self, tracer):
+            super().__init__()
+            self.tracer = tracer
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            return self.tracer.dispatch(func, args, kwargs or {})
+
+    return Mode
+
+
+@functools.lru_cache(maxsize=None)
 def _lazy_mixin():
     from torch.nn.modules.lazy import LazyModuleMixin
 
     return LazyModuleMixin
 
 
+@functools.lru_cache(maxsize=None)
+def _lazy_class(cls) -> bool:
+    return issubclass(cls, _lazy_mixin())
+
+
 def _is_lazy(m) -> bool:
-    return isinstance(m, _lazy_mixin()) and m.has_uninitialized_params()
+    return _lazy_class(type(m)) and m.has_uninitialized_params()
 
 
 def _lazy_twin(m, args, kwargs):
@@ -241,23 +390,23 @@ class _Tracer:
         self.stack: list[_Record] = []
         self.total_macs = 0
         self.counted: set[int] = set()
-        self.modules: list[tuple[str, object]] = [(n, m) for n, m in model.named_modules() if m is not model]
+        self.modules: list[tuple[str, object]] = _submodules(model)
         self.all_owned = _owned(model)  # the root's tensors here; every submodule's are added in run()
         self.twins: dict[int, object] = {}  # lazy modules' materialised meta twins, by id of the module
         self.twin_owned: dict[int, list] = {}
         self.temps: dict[int, object] = {}  # real tensors made during the forward (kept alive: ids stay unique)
         self.uncounted: dict[tuple[str, str], int] = {}  # (op, module name) -> calls
         self.attention = False  # an attention op was counted: its rule is stated in the summary
+        # id(module) -> (its wrapped forward, name, own tensors, leaf rule, forward): the modules an
+        # nn.Sequential may call without torch's __call__ (see _sequential)
+        self.direct: dict[int, tuple] = {}
+
+    chains = True  # nn.Sequential's known leaves answered from shapes (off for tracers that follow tensors)
 
     def run(self, x):
         import torch
-        from torch.overrides import TorchFunctionMode
 
-        tracer = self
-
-        class Mode(TorchFunctionMode):
-            def __torch_function__(self, func, types, args=(), kwargs=None):
-                return tracer.dispatch(func, args, kwargs or {})
+        fast = FAST and self.chains and not torch._C._get_tracing_state()
 
         def wrap(name, m):
             if _is_lazy(m):
@@ -266,12 +415,24 @@ class _Tracer:
             self.all_owned.extend(own)
             if isinstance(m, torch.nn.MultiheadAttention):  # its out_proj's weights are used, never called
                 own = own + _owned(m.out_proj)
-            return functools.partial(self._call, m, name, own, rules.leaf_rule(m), m.forward)
+            rule, forward = rules.leaf_rule(m), m.forward
+            if fast and _plain_sequential(type(m)):
+                forward = functools.partial(self._sequential, m, forward)
+            wrapped = functools.partial(self._call, m, name, own, rule, forward)
+            if fast and _plain_call(type(m)):
+                self.direct[id(m)] = (wrapped, name, own, rule, forward)
+            return wrapped
 
         lazy = [m for _, m in [("", self.model), *self.modules] if _is_lazy(m)]
-        with _lazy_hooks_off(lazy), _wrapped_forwards(self.modules, wrap), Mode(), torch.no_grad():
+        with _lazy_hooks_off(lazy), _wrapped_forwards(self.modules, wrap), _mode_class()(self), torch.no_grad():
             try:
-                return self.model(x)
+                root = self.model
+                if fast and _plain_sequential(type(root)) and not (
+                        root._forward_hooks or root._forward_pre_hooks or root._backward_hooks or
+                        root._backward_pre_hooks or root._compiled_call_impl is not None or
+                        "forward" in root.__dict__):
+                    return self._sequential(root, root.forward, x)  # what root(x) runs, without __call__
+                return root(x)
             except ConvlabError:
                 raise
             except Exception as e:  # torch's own message, located at the innermost module
@@ -309,6 +470,122 @@ class _Tracer:
             rec.rf = rules.rf_of(out) if isinstance(out, torch.Tensor) else None
         return out
 
+    def _sequential(self, module, forward, *args, **kwargs):
+        """``nn.Sequential.forward`` (each child on the previous output) with its children called as torch's
+        ``__call__`` would call them when they have no hooks (their wrapped forward, directly), and a run of
+        children answered by leaf rules carried as shapes (:class:`rules.Carried`): no meta tensor between
+        them, one made when something else takes the output. The rows are the plain path's (tested)."""
+        import torch
+
+        with torch._C.DisableTorchFunction():
+            x = args[0] if len(args) == 1 and not kwargs else None
+            plain = not isinstance(x, torch.Tensor) or not x.is_meta or _global_hooks()
+        if plain:
+            return forward(*args, **kwargs)
+        out = self._chain(module, x)
+        return out.tensor() if type(out) is rules.Carried else out
+
+    def _chain(self, module, cur):
+        """An nn.Sequential's children on ``cur`` (a tensor or a carried shape); the result may be carried."""
+        step = self._step
+        for child in module._modules.values():
+            cur = step(child, cur)
+        return cur
+
+    def _step(self, child, cur):
+        """``child(cur)`` as torch's ``__call__`` runs it when the child has no hooks: a leaf rule on the carried
+        shape, a plain nn.Sequential or one of convlab's own blocks (nn.blocks.WRITTEN_FORWARDS) followed
+        inside, carrying; anything else called on a tensor (through ``__call__`` when it has hooks)."""
+        Carried = rules.Carried
+        d = self.direct.get(id(child)) if child is not None else None
+        if d is None or child.__dict__.get("forward") is not d[0] or child._forward_hooks or \
+                child._forward_pre_hooks or child._backward_hooks or child._backward_pre_hooks or \
+                child._compiled_call_impl is not None:
+            return child(cur.tensor() if type(cur) is Carried else cur)
+        wrapped, name, own, rule, fwd = d
+        if rule is None:
+            cls = type(child)
+            body = _Tracer._chain if _plain_sequential(cls) else _block_program(cls)
+            if body is None:
+                return wrapped(cur.tensor() if type(cur) is Carried else cur)
+            if type(cur) is not Carried:
+                carried = Carried.of(cur)
+                if carried is None:
+                    return wrapped(cur)
+                cur = carried
+            return self._nested(child, name, own, cur, body)
+        if type(cur) is not Carried:
+            carried = Carried.of(cur)
+            if carried is None:
+                return wrapped(cur)
+            cur = carried
+        return self._leaf(child, name, own, rule, fwd, cur)
+
+    def _add(self, a, b):
+        """``a + b`` as the tracer answers it: two carried shapes of one floating dtype and shape add to a
+        carried shape (the field the widest of the two, as the binary rule merges it); otherwise the tensors
+        are added under the torch function mode, as the block's forward would."""
+        Carried = rules.Carried
+        if type(a) is Carried and type(b) is Carried and a.shape == b.shape and a.dtype == b.dtype and \
+                a.dtype.is_floating_point:
+            return Carried(a.shape, a.dtype, rules.merge_rfs([a._cl_rf, b._cl_rf]) if len(a.shape) == 4 else None)
+        return (a.tensor() if type(a) is Carried else a) + (b.tensor() if type(b) is Carried else b)
+
+    def _count(self, own) -> tuple[int, int]:
+        """A module's (trainable, non-trainable) tensors not counted yet (each tensor counts at its first use)."""
+        t = nt = 0
+        counted = self.counted
+        for pid, n, trainable in own:
+            if pid not in counted:
+                counted.add(pid)
+                if trainable:
+                    t += n
+                else:
+                    nt += n
+        return t, nt
+
+    def _nested(self, module, name, own, x, body):
+        """:meth:`_call`'s path for a container answered by ``body(module, x)`` (:meth:`_chain` or a block's
+        program, called ``body(tracer, module, x)``), on a carried shape."""
+        import torch
+
+        with torch._C.DisableTorchFunction():
+            t, nt = self._count(own)
+            rec = _Record(name, module, len(self.stack), x.shape, t, nt)
+            self.recs.append(rec)
+            self.stack.append(rec)
+        out = body(self, module, x)
+        with torch._C.DisableTorchFunction():
+            self.stack.pop()
+            if type(out) is rules.Carried:
+                rec.out, rec.rf = out.shape, out._cl_rf
+            else:
+                rec.out = out
+                rec.rf = rules.rf_of(out) if isinstance(out, torch.Tensor) else None
+        return out
+
+    def _leaf(self, module, name, own, rule, forward, x):
+        """:meth:`_call`'s rule path for a child of an nn.Sequential, on a carried shape (or, when the rule
+        declines, the module's forward on the tensor it stands for)."""
+        import torch
+
+        with torch._C.DisableTorchFunction():
+            t, nt = self._count(own)
+            rec = _Record(name, module, len(self.stack), x.shape, t, nt)
+            self.recs.append(rec)
+            self.stack.append(rec)
+            out = rule(self, module, x)
+            if out is not None:
+                self.stack.pop()
+                rec.out, rec.rf = out.shape, rules.rf_of(out)
+                return out
+        out = forward(x.tensor())
+        with torch._C.DisableTorchFunction():
+            self.stack.pop()
+            rec.out = out
+            rec.rf = rules.rf_of(out) if isinstance(out, torch.Tensor) else None
+        return out
+
     def _call_lazy(self, module, name, *args, **kwargs):
         """A lazy module: counted and answered as its twin materialised from this input (one twin per
         module, so a module called twice counts its parameters once)."""
@@ -338,20 +615,24 @@ class _Tracer:
     def rows(self) -> list[Row]:
         import torch
 
+        size, tensor = torch.Size, torch.Tensor
         rows = []
+        append = rows.append
         for rec in self.recs:
             out, rf = rec.out, rec.rf
-            if isinstance(out, torch.Size):
+            if isinstance(out, size):
                 out_shape = list(out)
             else:
                 out_shape = _out_shape(out)
-            if not isinstance(out, (torch.Size, torch.Tensor)):
-                rf = None
-            rows.append(Row(rec.name, type(rec.module).__name__, rec.depth,
-                            list(rec.in_shape) if rec.in_shape is not None else None, out_shape,
-                            receptive_field=GLOBAL if rf == GLOBAL else rf_dict(rf),
-                            own=(rec.trainable, rec.non_trainable, rec.macs),
-                            info=_module_info(rec.twin if rec.twin is not None else rec.module)))
+                if not isinstance(out, tensor):
+                    rf = None
+            if rf is not None and rf != GLOBAL:
+                rf = {"size": [rf[0][0], rf[1][0]], "jump": [rf[0][1], rf[1][1]], "start": [rf[0][2], rf[1][2]]}
+            m = rec.twin if rec.twin is not None else rec.module
+            info = _module_info(m) if _has_info(type(m)) else {}
+            append(Row(rec.name, type(rec.module).__name__, rec.depth,
+                       list(rec.in_shape) if rec.in_shape is not None else None, out_shape, 0, 0, 0, rf, True,
+                       (rec.trainable, rec.non_trainable, rec.macs), info))
         return rows
 
     def error(self, msg: str) -> ShapeError:
@@ -471,6 +752,14 @@ class _Tracer:
                 except (AttributeError, RuntimeError):
                     pass
         return out
+
+
+@functools.lru_cache(maxsize=None)
+def _has_info(cls) -> bool:
+    """Modules of this class have settings the checks read (:func:`_module_info`)."""
+    import torch.nn as nn
+
+    return issubclass(cls, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))
 
 
 def _module_info(module) -> dict:

@@ -152,6 +152,8 @@ def _projection_text(m, out) -> str:
 class GraphTracer(_trace._Tracer):
     """The summary's tracer, also recording producer → consumer for every tensor."""
 
+    chains = False  # every module's call is seen: the edges follow tensors
+
     def __init__(self, model, depth: int | None = None):
         super().__init__(model)
         self.fold = depth

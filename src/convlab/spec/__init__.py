@@ -35,6 +35,8 @@ Example, the small CIFAR net of the notes on fc layers::
 
 from __future__ import annotations
 
+import functools
+
 import json
 import re
 from dataclasses import dataclass
@@ -103,7 +105,14 @@ def parse(spec: Union[str, Path, Spec, list, dict]) -> Spec:
         return _from_layers(parse_text(text))
     if not isinstance(spec, str):
         raise SpecError(f"a spec is text, a path or a list of layers, got {type(spec).__name__}")
-    return _from_layers(parse_text(spec))
+    return _parse_inline(spec)
+
+
+@functools.lru_cache(maxsize=128)
+def _parse_inline(text: str) -> Spec:
+    """A spec line, parsed once: a :class:`Spec` is frozen (its layers too), so the same text gives the same
+    Spec object again (a summary, a plan or a build of the same spec skips the parse; errors are not kept)."""
+    return _from_layers(parse_text(text))
 
 
 def _shown(path) -> str:
