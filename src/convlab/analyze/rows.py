@@ -154,26 +154,25 @@ def aggregate(rows: list[Row]) -> None:
     One pass: a row's totals are complete when the next row at its depth or above arrives, and are then
     added to its parent's (the row under it on the stack)."""
     stack: list[Row] = []
-    for r in rows:
-        depth = r.depth
-        while stack and stack[-1].depth >= depth:
-            done = stack.pop()
-            if stack:
-                parent = stack[-1]
-                parent.trainable_params += done.trainable_params
-                parent.non_trainable_params += done.non_trainable_params
-                parent.macs += done.macs
-        if stack:
-            stack[-1].leaf = False
-        r.trainable_params, r.non_trainable_params, r.macs = r.own
-        stack.append(r)
-    while stack:
+
+    def pop() -> None:  # the finished row's totals go to its parent
         done = stack.pop()
         if stack:
             parent = stack[-1]
             parent.trainable_params += done.trainable_params
             parent.non_trainable_params += done.non_trainable_params
             parent.macs += done.macs
+
+    for r in rows:
+        depth = r.depth
+        while stack and stack[-1].depth >= depth:
+            pop()
+        if stack:
+            stack[-1].leaf = False
+        r.trainable_params, r.non_trainable_params, r.macs = r.own
+        stack.append(r)
+    while stack:
+        pop()
 
 
 def from_plan(p, batch_size: int, label: str) -> Summary:

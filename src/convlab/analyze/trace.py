@@ -443,15 +443,7 @@ class _Tracer:
         import torch
 
         with torch._C.DisableTorchFunction():  # bookkeeping reads plain attributes, untraced
-            t = nt = 0
-            counted = self.counted
-            for pid, n, trainable in own:
-                if pid not in counted:
-                    counted.add(pid)
-                    if trainable:
-                        t += n
-                    else:
-                        nt += n
+            t, nt = self._count(own)
             first = args[0] if args and isinstance(args[0], torch.Tensor) else next(
                 (a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
             rec = _Record(name, module, len(self.stack), first.shape if first is not None else None, t, nt)
