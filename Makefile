@@ -47,8 +47,8 @@ data: $(STAMP)
 data-if-possible: $(STAMP)
 	-@$(MAKE) --no-print-directory data
 
-# the main job: look at the zoo's fastcnn, then train it to 91% on Fashion-MNIST (3 epochs, about
-# 15 s of training on 2 cores), then say how to reach convlab from a new shell and what to try next
+# the main job: look at the zoo's fastcnn, then train it to 91% on Fashion-MNIST (3 epochs, 16-19 s
+# of training on a 2-core CPU), then say how to reach convlab from a new shell and what to try next
 demo: data
 	$(VENV)/bin/convlab summary fastcnn
 	$(VENV)/bin/convlab train fastcnn --data fashion-mnist

@@ -3,6 +3,7 @@ function of the step."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -25,7 +26,8 @@ def _undecorated(cls, name: str):
     return getattr(getattr(cls, name), "__wrapped__", None)
 
 
-def _eager(cls: type) -> type:
+@functools.cache
+def eager_optimizer(cls: type) -> type:
     """``cls`` (a torch optimizer), minus the wrappers that import ``torch._dynamo`` on first use.
 
     torch wraps ``Optimizer.add_param_group``, ``zero_grad``, ``state_dict`` and ``load_state_dict`` in
@@ -40,12 +42,9 @@ def _eager(cls: type) -> type:
 
     raw = {n: _undecorated(Optimizer, n) for n in ("add_param_group", "zero_grad", "state_dict", "load_state_dict")}
     raw_step = _undecorated(cls, "step")
-    body: dict = {"__doc__": f"torch.optim.{cls.__name__}, stepping without importing torch._dynamo (see convlab's _eager)"}
+    body: dict = {"__doc__": f"torch.optim.{cls.__name__}, stepping without importing torch._dynamo (see convlab's eager_optimizer)"}
     if all(raw.values()) and raw_step is not None:
-        body.update(add_param_group=lambda self, group: raw["add_param_group"](self, group),
-                    zero_grad=lambda self, set_to_none=True: raw["zero_grad"](self, set_to_none),
-                    state_dict=lambda self: raw["state_dict"](self),
-                    load_state_dict=lambda self, state_dict: raw["load_state_dict"](self, state_dict))
+        body.update(raw)  # the wrapped functions themselves, as methods
 
         def step(self, closure=None):
             with torch.no_grad():
@@ -53,16 +52,6 @@ def _eager(cls: type) -> type:
 
         body["step"] = step
     return type(cls.__name__, (cls,), body)
-
-
-_EAGER: dict = {}
-
-
-def eager_optimizer(cls: type) -> type:
-    """The :func:`_eager` class of a torch optimizer class (made once)."""
-    if cls not in _EAGER:
-        _EAGER[cls] = _eager(cls)
-    return _EAGER[cls]
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig):
