@@ -443,12 +443,9 @@ class _Tracer:
         import torch
 
         with torch._C.DisableTorchFunction():  # bookkeeping reads plain attributes, untraced
-            t, nt = self._count(own)
             first = args[0] if args and isinstance(args[0], torch.Tensor) else next(
                 (a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
-            rec = _Record(name, module, len(self.stack), first.shape if first is not None else None, t, nt)
-            self.recs.append(rec)
-            self.stack.append(rec)
+            rec = self._open(name, module, own, first.shape if first is not None else None)
             if rule is not None and first is not None and len(args) == 1 and not kwargs and first.is_meta:
                 out = rule(self, module, first)
                 if out is not None:
@@ -523,6 +520,14 @@ class _Tracer:
             return Carried(a.shape, a.dtype, rules.merge_rfs([a._cl_rf, b._cl_rf]) if len(a.shape) == 4 else None)
         return (a.tensor() if type(a) is Carried else a) + (b.tensor() if type(b) is Carried else b)
 
+    def _open(self, name, module, own, shape) -> "_Record":
+        """A module call's record, its parameters counted, pushed on the stack of open calls."""
+        t, nt = self._count(own)
+        rec = _Record(name, module, len(self.stack), shape, t, nt)
+        self.recs.append(rec)
+        self.stack.append(rec)
+        return rec
+
     def _count(self, own) -> tuple[int, int]:
         """A module's (trainable, non-trainable) tensors not counted yet (each tensor counts at its first use)."""
         t = nt = 0
@@ -542,10 +547,7 @@ class _Tracer:
         import torch
 
         with torch._C.DisableTorchFunction():
-            t, nt = self._count(own)
-            rec = _Record(name, module, len(self.stack), x.shape, t, nt)
-            self.recs.append(rec)
-            self.stack.append(rec)
+            rec = self._open(name, module, own, x.shape)
         out = body(self, module, x)
         with torch._C.DisableTorchFunction():
             self.stack.pop()
@@ -562,10 +564,7 @@ class _Tracer:
         import torch
 
         with torch._C.DisableTorchFunction():
-            t, nt = self._count(own)
-            rec = _Record(name, module, len(self.stack), x.shape, t, nt)
-            self.recs.append(rec)
-            self.stack.append(rec)
+            rec = self._open(name, module, own, x.shape)
             out = rule(self, module, x)
             if out is not None:
                 self.stack.pop()
