@@ -10,18 +10,21 @@ FMNIST := /usr/share/datasets/fashion-mnist
 
 .PHONY: setup data data-if-possible browser-if-possible graphviz-if-possible demo test test-all bench clean
 
+# the venv without ensurepip's pip (it byte-compiles pip and setuptools: 6 s), then pip itself put in
+# with --no-compile by the pip already at hand (2 s); ensurepip where there is none
 $(PY):
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --without-pip $(VENV)
+	$(PYTHON) -m pip --python $(PY) install -q --no-compile pip 2>/dev/null || $(PY) -m ensurepip -q
 
 # pip byte-compiles every file it installs (torch has 5,000: half a minute); --no-compile, then the
 # modules convlab's commands import are compiled by importing them once with bytecode writing on
 # (a third of the files), so the first command does not compile them (nor every command, where
-# PYTHONDONTWRITEBYTECODE is set)
-WARM := import convlab.cli, convlab.training.loop, convlab.analyze, convlab.viz, torch._dynamo, matplotlib.pyplot
+# PYTHONDONTWRITEBYTECODE is set). No command imports torch._dynamo (training steps its optimizer
+# without it), so its thousand files are left to make test. torch and convlab in one pip run.
+WARM := import convlab.cli, convlab.training.loop, convlab.analyze, convlab.viz, matplotlib.pyplot
 
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q --no-compile torch==2.13.0
-	$(PY) -m pip install -q --no-compile -e .
+	$(PY) -m pip install -q --no-compile $$($(PY) -c "import torch" 2>/dev/null || echo torch==2.13.0) -e .
 	env -u PYTHONDONTWRITEBYTECODE $(PY) -c "$(WARM)"
 	touch $(STAMP)
 
@@ -47,7 +50,7 @@ data: $(STAMP)
 data-if-possible: $(STAMP)
 	-@$(MAKE) --no-print-directory data
 
-# the main job: look at the zoo's fastcnn, then train it to 91% on Fashion-MNIST (3 epochs, 16-19 s
+# the main job: look at the zoo's fastcnn, then train it to 91% on Fashion-MNIST (3 epochs, 13-15 s
 # of training on a 2-core CPU), then say how to reach convlab from a new shell and what to try next
 demo: data
 	$(VENV)/bin/convlab summary fastcnn

@@ -257,20 +257,22 @@ register(Entry("cifar-cnn", "cnn", _cifar_cnn, (3, 32, 32), 10, 268_650,
                {"hidden": (int, 128, "width of the hidden fc")}))
 
 
-def _fastcnn(stem: int = 16, width: int = 24, hidden: int = 128) -> str:
+def _fastcnn(stem: int = 8, width: int = 24, hidden: int = 256) -> str:
     # 28x28 grey in: a 3x3 stride-2 stem halves the map at once (14x14, a ninth of a 28x28 conv's work),
     # a 3x3 conv at 14x14, max-pool to 7x7, then one BatchNorm on the pooled map (a quarter of the
-    # elements it would see before the pool) so the net trains at lr 0.4; 7*7*width features into fc
+    # elements it would see before the pool) so the net trains at lr 0.4; 7*7*width features into a
+    # wide fc. The second conv costs stem*width per pixel, the fc almost nothing on a CPU: 8 stem
+    # channels and fc 256 train faster than 16 and fc 128 for the same accuracy (README, "Time to accuracy")
     return (f"conv({stem},3,s=2,p=1) relu conv({width},3,p=1) maxpool(2) bn relu flatten "
             f"fc({hidden}) relu fc(10)")
 
 
-register(Entry("fastcnn", "fastcnn", _fastcnn, (1, 28, 28), 10, 155_634,
+register(Entry("fastcnn", "fastcnn", _fastcnn, (1, 28, 28), 10, 305_762,
                "convlab's time-to-accuracy net for 28x28 grey images: 91% on Fashion-MNIST in 3 epochs "
                "(bench/time_to_accuracy.py)",
-               {"stem": (int, 16, "channels of the stride-2 stem conv"),
+               {"stem": (int, 8, "channels of the stride-2 stem conv"),
                 "width": (int, 24, "channels of the second conv"),
-                "hidden": (int, 128, "width of the hidden fc")}))
+                "hidden": (int, 256, "width of the hidden fc")}))
 
 
 # what `make demo` and the README's first run train on Fashion-MNIST (bench/time_to_accuracy.py measures it)
