@@ -10,11 +10,13 @@ FMNIST := /usr/share/datasets/fashion-mnist
 
 .PHONY: setup data data-if-possible browser-if-possible graphviz-if-possible demo test test-all bench clean
 
-# the venv without ensurepip's pip (it byte-compiles pip and setuptools: 6 s), then pip itself put in
-# with --no-compile by the pip already at hand (2 s); ensurepip where there is none
+# the venv without ensurepip's pip (it byte-compiles pip and setuptools: 6 s), then pip and setuptools
+# put in with --no-compile by the pip already at hand (2-3 s); ensurepip where there is none. With
+# setuptools in the venv, convlab's editable install skips pip's isolated build environment (2.5 s)
 $(PY):
 	$(PYTHON) -m venv --without-pip $(VENV)
-	$(PYTHON) -m pip --python $(PY) install -q --no-compile pip 2>/dev/null || $(PY) -m ensurepip -q
+	$(PYTHON) -m pip --python $(PY) install -q --no-compile pip "setuptools>=77" 2>/dev/null || \
+	  ($(PY) -m ensurepip -q && $(PY) -m pip install -q "setuptools>=77")
 
 # pip byte-compiles every file it installs (torch has 5,000: half a minute); --no-compile, then the
 # modules convlab's commands import are compiled by importing them once with bytecode writing on
@@ -24,14 +26,14 @@ $(PY):
 WARM := import convlab.cli, convlab.training.loop, convlab.analyze, convlab.viz, matplotlib.pyplot
 
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install -q --no-compile $$($(PY) -c "import torch" 2>/dev/null || echo torch==2.13.0) -e .
+	$(PY) -m pip install -q --no-compile --no-build-isolation $$($(PY) -c "import torch" 2>/dev/null || echo torch==2.13.0) -e .
 	env -u PYTHONDONTWRITEBYTECODE $(PY) -c "$(WARM)"
 	touch $(STAMP)
 
 # the test tools (pytest, hypothesis, and nbclient + ipykernel to run the example notebooks) only for make
 # test, which imports much more of torch: the rest of the venv is byte-compiled then, on every core
 $(TESTED): $(STAMP)
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
 	$(PY) -m compileall -q -j 0 $(VENV)/lib >/dev/null || true  # a few packages ship templates that are not Python
 	touch $(TESTED)
 
