@@ -262,6 +262,29 @@ def test_concatenation_has_one_edge_per_branch():
     assert [len([e for e in dense.edges if e.dst == c.name]) for c in cats] == [1, 2, 3, 4]
 
 
+def test_a_tensor_fed_to_several_layers_has_its_shape_written_once():
+    """A dense block feeds each layer's output (and the input) to every later concat: the shape is written
+    on one of those edges, not on each; the input's edges and single edges keep their label."""
+    from convlab.drawing.dot import _id, to_dot
+
+    g = draw(DenseBlock(), (8, 5, 5)).graph
+    lines = to_dot(g).splitlines()
+    fan = {}
+    for e in g.edges:
+        fan.setdefault(e.src, []).append(e)
+    assert len(fan["input"]) == 4 and max(len(v) for v in fan.values()) >= 3  # the case this test is about
+    labelled = {}
+    for src, edges in fan.items():
+        out = [ln for ln in lines if ln.startswith(f"  {_id(src)} -> ")]
+        assert len(out) == len(edges)
+        labelled[src] = sum("label=" in ln for ln in out)
+        assert labelled[src] <= len({tuple(e.shape) for e in edges if e.shape is not None})
+    assert labelled["input"] == 1
+    # each dense layer's output goes to the later concats: labelled once, where it changed shape
+    assert [labelled[src] for src, edges in fan.items() if len(edges) >= 2 and src != "input"] == \
+        [1] * sum(1 for src, edges in fan.items() if len(edges) >= 2 and src != "input")
+
+
 def test_draw_leaves_the_model_alone():
     m = Net().train()
     before = {k: v.clone() for k, v in m.state_dict().items()}

@@ -95,14 +95,17 @@ def to_dot(g: Graph, title: str | None = None) -> str:
             out.append(f"{indent}}}")
 
     emit(tree, "  ", 0)
+    written: set = set()  # (producer, shape) already written on one of its edges
     for e in g.edges:
         attrs = []
-        # the shape is written on an edge where it changes: the producer turned its input into another one
+        # the shape is written on an edge out of the input or where it changes (the producer turned its input
+        # into another one), once per producer and shape: a tensor fed to six layers (a dense block's) is
+        # labelled on one of its edges, not six
         src_in, src_out = in_of.get(e.src), shape_of.get(e.src)
-        if e.shape is not None and (src_in is not None and list(src_in) != list(e.shape) or src_out != e.shape):
+        changed = e.src == "input" or src_in is not None and list(src_in) != list(e.shape or ()) or src_out != e.shape
+        if e.shape is not None and changed and (e.src, tuple(e.shape)) not in written:
+            written.add((e.src, tuple(e.shape)))
             attrs.append(f"label={_q(' ' + dims(e.shape))}")
-        if e.src == "input":
-            attrs = [f"label={_q(' ' + dims(e.shape))}"] if e.shape is not None else []
         out.append(f"  {_id(e.src)} -> {_id(e.dst)}" + (f" [{', '.join(attrs)}]" if attrs else "") + ";")
     out.append("}")
     return "\n".join(out) + "\n"
