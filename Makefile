@@ -16,7 +16,7 @@ FMNIST := /usr/share/datasets/fashion-mnist
 $(PY):
 	$(PYTHON) -m venv --without-pip $(VENV)
 	$(PYTHON) -m pip --python $(PY) install -q --no-compile pip "setuptools>=77" 2>/dev/null || \
-	  ($(PY) -m ensurepip -q && $(PY) -m pip install -q "setuptools>=77")
+	  ($(PY) -m ensurepip >/dev/null && $(PY) -m pip install -q "setuptools>=77")
 
 # pip byte-compiles every file it installs (torch has 5,000: half a minute); --no-compile, then the
 # modules convlab's commands import are compiled by importing them once with bytecode writing on
