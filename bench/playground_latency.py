@@ -26,19 +26,10 @@ GOAL_MS = 100.0
 
 
 def _browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from browser import headless_chrome
 
-    binary = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    driver = shutil.which("chromedriver")
-    if not binary or not driver:
-        sys.exit("needs headless Chromium and chromedriver (Debian: apt-get install chromium chromium-driver)")
-    opts = Options()
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000", "--disable-dev-shm-usage"):
-        opts.add_argument(a)
-    opts.binary_location = binary
-    return webdriver.Chrome(service=Service(driver), options=opts)
+    return headless_chrome(sys.exit)
 
 
 def _wait(browser, js, timeout=20.0):

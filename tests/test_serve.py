@@ -235,21 +235,9 @@ def test_cli_serve_refuses_a_bad_port(capsys):
 # ------------------------------------------------------------------ in a real browser
 
 def _chrome():
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.options import Options
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("selenium is not installed (pip install -e '.[test]')")
-    binary = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    driver = shutil.which("chromedriver")
-    if not binary or not driver:
-        pytest.skip("no headless Chromium and chromedriver (Debian: apt-get install chromium chromium-driver)")
-    opts = Options()
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000", "--disable-dev-shm-usage"):
-        opts.add_argument(a)
-    opts.binary_location = binary
-    return webdriver.Chrome(service=Service(driver), options=opts)
+    from browser import headless_chrome
+
+    return headless_chrome(pytest.skip)
 
 
 @pytest.fixture(scope="module")
