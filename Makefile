@@ -23,9 +23,10 @@ $(PY):
 # modules convlab's commands import are compiled by importing them once with bytecode writing on
 # (a third of the files), so the first command does not compile them (nor every command, where
 # PYTHONDONTWRITEBYTECODE is set). No command imports torch._dynamo (training steps its optimizer
-# without it), so its thousand files are left to make test. torch and convlab in one pip run.
+# without it), so its thousand files are left to make test.
 WARM := import convlab.cli, convlab.training.loop, convlab.analyze, convlab.viz, matplotlib.pyplot
 
+# torch (where it is not importable yet) and convlab in one pip run
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install -q --no-compile --no-build-isolation $$($(PY) -c "import torch" 2>/dev/null || echo torch==2.13.0) -e .
 	env -u PYTHONDONTWRITEBYTECODE $(PY) -c "$(WARM)"
